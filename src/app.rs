@@ -1,0 +1,239 @@
+//! Assembling and running the server: one pingora `Server` hosting the gateway on the public
+//! listener plus the named background services.
+//!
+//! Owns the process model. [`run`] blocks (pingora's `Server::run` must not be called inside a
+//! tokio runtime); [`start`] runs the same server on its own thread and returns once it accepts
+//! connections, so integration tests can start and stop real servers on free ports.
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use parking_lot::RwLock;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::background::background_service;
+use pingora::services::ServiceWithDependents;
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::gateway::upstream::Upstream;
+use crate::gateway::Gateway;
+use crate::hub::{Hub, HubHandle};
+use crate::metrics::Metrics;
+use crate::refresh::PricingRefresh;
+use crate::services::{Supervised, Task};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the server did not start listening on {0} within 30 s")]
+    NotReady(SocketAddr),
+    #[error("the server thread panicked")]
+    Panicked,
+}
+
+/// Asks a running server to stop. Cheap to clone; a trigger before the server waits still
+/// counts.
+#[derive(Clone, Default)]
+pub struct Shutdown(Arc<Notify>);
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn trigger(&self) {
+        self.0.notify_one();
+    }
+}
+
+struct Signals(Shutdown);
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    self.0 .0.notified().await;
+                    return ShutdownSignal::FastShutdown;
+                }
+            };
+        tokio::select! {
+            _ = self.0 .0.notified() => ShutdownSignal::FastShutdown,
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupted; shutting down");
+                ShutdownSignal::FastShutdown
+            }
+            _ = term.recv() => {
+                tracing::info!("SIGTERM; shutting down");
+                ShutdownSignal::GracefulTerminate
+            }
+        }
+    }
+}
+
+/// What was built, for callers that want to watch it (tests, demo).
+pub struct Built {
+    pub server: Server,
+    pub hub: HubHandle,
+}
+
+/// Builds the server for `config`, plus any `extra` background services (demo, simulator).
+pub fn build(
+    config: &Config,
+    extra: Vec<Box<dyn ServiceWithDependents>>,
+) -> Result<Built, AppError> {
+    // Fail early and clearly if the port is taken (pingora would panic in a service thread).
+    std::net::TcpListener::bind(config.listen).map_err(|source| AppError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let conf = ServerConf {
+        threads: config.threads,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ca_file: config
+            .upstream
+            .ca_file
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let metrics = Arc::new(Metrics::new());
+    let pricing = Arc::new(RwLock::new(config.pricing.clone()));
+    let (hub, handle) = Hub::new(metrics.clone(), pricing.clone());
+    let upstream = Arc::new(Upstream::new(config.upstream.clone()));
+    let gateway = Gateway::new(upstream, handle.clone(), metrics, config.limits.clone());
+    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
+    proxy.add_tcp(&config.listen.to_string());
+    server.add_service(proxy);
+    server.add_service(background_service(
+        "hub",
+        Supervised(Arc::new(HubTask(hub))),
+    ));
+    if let Some(every) = config.upstream.models_refresh {
+        let refresh = PricingRefresh {
+            url: format!("http://{}/api/v1/models?type=all", config.listen),
+            every,
+            pricing,
+        };
+        server.add_service(background_service(
+            "pricing-refresh",
+            Supervised(Arc::new(refresh)),
+        ));
+    }
+    for service in extra {
+        server.add_boxed_service(service);
+    }
+    Ok(Built {
+        server,
+        hub: handle,
+    })
+}
+
+struct HubTask(Hub);
+
+#[async_trait]
+impl Task for HubTask {
+    fn name(&self) -> &'static str {
+        "hub"
+    }
+
+    async fn run(self: Arc<Self>, shutdown: pingora::server::ShutdownWatch) -> Result<(), String> {
+        self.0.run(shutdown).await;
+        Ok(())
+    }
+}
+
+/// Runs the server until `shutdown` is triggered or a signal arrives. Blocks.
+pub fn run(
+    config: &Config,
+    extra: Vec<Box<dyn ServiceWithDependents>>,
+    shutdown: Shutdown,
+) -> Result<(), AppError> {
+    let built = build(config, extra)?;
+    tracing::info!(listen = %config.listen, upstream = %config.upstream.url, "sidepanel running");
+    built.server.run(RunArgs {
+        shutdown_signal: Box::new(Signals(shutdown)),
+    });
+    Ok(())
+}
+
+/// A server running on its own thread.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub hub: HubHandle,
+    shutdown: Shutdown,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops the server and waits for its thread.
+    pub fn stop(mut self) -> Result<(), AppError> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> Result<(), AppError> {
+        self.shutdown.trigger();
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| AppError::Panicked),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop_inner();
+    }
+}
+
+/// Starts the server on a new thread and returns once its listener accepts connections.
+pub fn start(
+    config: &Config,
+    extra: Vec<Box<dyn ServiceWithDependents>>,
+) -> Result<Running, AppError> {
+    let built = build(config, extra)?;
+    let shutdown = Shutdown::new();
+    let signals = Signals(shutdown.clone());
+    let server = built.server;
+    let thread = std::thread::Builder::new()
+        .name("sidepanel-server".into())
+        .spawn(move || {
+            server.run(RunArgs {
+                shutdown_signal: Box::new(signals),
+            })
+        })
+        .map_err(|source| AppError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let mut running = Running {
+        addr: config.listen,
+        hub: built.hub,
+        shutdown,
+        thread: Some(thread),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect_timeout(&config.listen, Duration::from_millis(200)).is_err() {
+        if Instant::now() > deadline || running.thread.as_ref().is_some_and(|t| t.is_finished()) {
+            let _ = running.stop_inner();
+            return Err(AppError::NotReady(config.listen));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(running)
+}

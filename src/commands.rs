@@ -1,0 +1,66 @@
+//! What each subcommand does: `serve`, `demo`, `check-config`.
+//!
+//! Owns the glue between the parsed command line and the library: logging set-up, loading the
+//! configuration and handing it to [`crate::app`].
+
+use std::io::Write;
+
+use crate::app::{self, Shutdown};
+use crate::cli::{describe, Cli, Command};
+use crate::config::{self, Config};
+
+/// Why a command failed; printed as one line by `main`.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
+    #[error("{0}")]
+    App(#[from] app::AppError),
+    #[error("demo: {0}")]
+    Demo(std::io::Error),
+}
+
+/// Runs the parsed command to completion.
+pub fn execute(cli: Cli) -> Result<(), CommandError> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = config::load(&args.overrides())?;
+            init_tracing(&config);
+            app::run(&config, Vec::new(), Shutdown::new())?;
+        }
+        Command::Demo(args) => {
+            let mut overrides = args.overrides();
+            // The demo never talks to Venice: it needs no key and must not send one.
+            // Until the simulator is bound, the upstream is a loopback placeholder.
+            overrides.api_key = None;
+            overrides.upstream = Some("http://127.0.0.1:9/api/v1".into());
+            let mut config = config::load(&overrides)?;
+            init_tracing(&config);
+            let extra = crate::demo::prepare(&mut config).map_err(CommandError::Demo)?;
+            // A closed stdout must not stop the demo: the banner is a courtesy.
+            let _ = writeln!(std::io::stdout().lock(), "{}", crate::demo::banner(&config));
+            app::run(&config, extra, Shutdown::new())?;
+        }
+        Command::CheckConfig(args) => {
+            let config = config::load(&args.overrides())?;
+            println!("{}", describe(&config));
+        }
+    }
+    Ok(())
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = if config.log.json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    if let Err(e) = result {
+        eprintln!("sidepanel: logging already initialised: {e}");
+    }
+}

@@ -1,0 +1,213 @@
+//! Per-request context carried through the proxy phases.
+//!
+//! Owns what one request accumulates on its way through the gateway — held request body,
+//! upstream headers, body scanners, timings — and turning that into a [`RequestRecord`] at the
+//! end. Only the unfinished SSE line and (bounded) non-streamed JSON are kept, never a stream.
+
+use std::time::{Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use pingora::{Error, ErrorSource, ErrorType};
+
+use crate::gateway::record::{millis, CostSource, Outcome, RequestRecord};
+use crate::gateway::sse::SseScanner;
+use crate::gateway::usage::{self, BodyReport};
+
+/// Longest `x-session-id` accepted; longer or non-printable ids are ignored.
+const MAX_SESSION_ID: usize = 128;
+
+/// How a response body is being read for usage.
+#[derive(Debug, Default)]
+pub enum BodyScan {
+    /// Not scanned (binary, images, audio …).
+    #[default]
+    None,
+    /// `text/event-stream`: incremental scan.
+    Sse(SseScanner),
+    /// JSON: a bounded copy, parsed at the end.
+    Json(BytesMut),
+    /// JSON larger than the scan bound: forwarded, not read.
+    Overflow,
+}
+
+/// State of one request through the proxy.
+#[derive(Debug)]
+pub struct RequestCtx {
+    pub started: Instant,
+    pub started_at: SystemTime,
+    pub method: String,
+    pub path: String,
+    pub session_id: Option<String>,
+    /// Hold the request body (chat requests) so it can be read and amended.
+    pub hold_body: bool,
+    pub held: BytesMut,
+    pub request_model: Option<String>,
+    pub usage_requested: bool,
+    /// The gateway answered the request itself (local route or refusal).
+    pub rejected: bool,
+    pub connected: bool,
+    pub status: Option<u16>,
+    pub ttfb: Option<std::time::Duration>,
+    pub scan: BodyScan,
+    pub response_bytes: u64,
+}
+
+impl RequestCtx {
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            method: String::new(),
+            path: String::new(),
+            session_id: None,
+            hold_body: false,
+            held: BytesMut::new(),
+            request_model: None,
+            usage_requested: false,
+            rejected: false,
+            connected: false,
+            status: None,
+            ttfb: None,
+            scan: BodyScan::None,
+            response_bytes: 0,
+        }
+    }
+
+    /// Accepts an `x-session-id` value if it is a sane id.
+    pub fn set_session_id(&mut self, raw: Option<&http::HeaderValue>) {
+        self.session_id = raw
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && s.len() <= MAX_SESSION_ID)
+            .filter(|s| s.bytes().all(|b| b.is_ascii_graphic()))
+            .map(str::to_owned);
+    }
+
+    /// Picks the body scanner from the response content type.
+    pub fn start_scan(&mut self, content_type: Option<&str>) {
+        let ct = content_type.unwrap_or("").to_ascii_lowercase();
+        self.scan = if ct.starts_with("text/event-stream") {
+            BodyScan::Sse(SseScanner::new())
+        } else if ct.starts_with("application/json") || ct.is_empty() {
+            BodyScan::Json(BytesMut::new())
+        } else {
+            BodyScan::None
+        };
+    }
+
+    /// Scans one response chunk without holding it.
+    pub fn scan_chunk(&mut self, chunk: &Bytes, max_json: usize) {
+        self.response_bytes += chunk.len() as u64;
+        match &mut self.scan {
+            BodyScan::Sse(s) => s.feed(chunk),
+            BodyScan::Json(buf) if buf.len() + chunk.len() <= max_json => {
+                buf.extend_from_slice(chunk)
+            }
+            BodyScan::Json(_) => self.scan = BodyScan::Overflow,
+            BodyScan::None | BodyScan::Overflow => {}
+        }
+    }
+
+    /// Builds the record of this request; `error` is what ended it, if anything.
+    pub fn finish(&mut self, error: Option<&Error>) -> RequestRecord {
+        let mut streamed = false;
+        let mut saw_done = true;
+        let report: BodyReport = match std::mem::take(&mut self.scan) {
+            BodyScan::Sse(mut s) => {
+                s.finish();
+                streamed = true;
+                saw_done = s.saw_done();
+                s.report().clone()
+            }
+            BodyScan::Json(buf) if error.is_none() => usage::parse_json(&buf),
+            _ => BodyReport::default(),
+        };
+        let unscanned = matches!(self.scan, BodyScan::Overflow);
+        let outcome = self.outcome(error, streamed, saw_done, &report);
+        let mut err = report.error.clone();
+        if err.is_none() && outcome != Outcome::Ok {
+            if let Some(e) = error {
+                err = Some(usage::UpstreamError {
+                    message: e.etype().as_str().to_owned(),
+                    code: None,
+                });
+            }
+        }
+        RequestRecord {
+            started_at: self.started_at,
+            method: std::mem::take(&mut self.method),
+            path: std::mem::take(&mut self.path),
+            model: report.model.clone().or_else(|| self.request_model.clone()),
+            session_id: self.session_id.take(),
+            status: self.status,
+            outcome,
+            streamed,
+            usage: report.usage,
+            cost: report.cost,
+            cost_source: CostSource::Unknown,
+            error: err,
+            latency_ms: millis(self.started.elapsed()),
+            ttfb_ms: self.ttfb.map(millis),
+            response_bytes: self.response_bytes,
+            usage_requested: self.usage_requested,
+            unscanned,
+        }
+    }
+
+    fn outcome(
+        &self,
+        error: Option<&Error>,
+        streamed: bool,
+        saw_done: bool,
+        report: &BodyReport,
+    ) -> Outcome {
+        if self.rejected {
+            return Outcome::Rejected;
+        }
+        match error {
+            Some(e) if self.status.is_none() => match (e.esource(), e.etype()) {
+                (ErrorSource::Downstream, _) => Outcome::ClientAborted,
+                (ErrorSource::Upstream, t) if !self.connected || is_connect_error(t) => {
+                    Outcome::ConnectFailed
+                }
+                (ErrorSource::Internal | ErrorSource::Unset, _) if !self.connected => {
+                    Outcome::ConnectFailed
+                }
+                _ => Outcome::UpstreamFailed,
+            },
+            Some(e) => match e.esource() {
+                ErrorSource::Downstream => Outcome::ClientAborted,
+                _ if streamed => Outcome::Truncated,
+                _ => Outcome::UpstreamFailed,
+            },
+            None => match self.status {
+                Some(s) if s >= 400 => Outcome::HttpError,
+                _ if report.error.is_some() => Outcome::InbandError,
+                _ if streamed && !saw_done => Outcome::Truncated,
+                _ => Outcome::Ok,
+            },
+        }
+    }
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn is_connect_error(t: &ErrorType) -> bool {
+    matches!(
+        t,
+        ErrorType::ConnectTimedout
+            | ErrorType::ConnectRefused
+            | ErrorType::ConnectNoRoute
+            | ErrorType::ConnectError
+            | ErrorType::BindError
+            | ErrorType::TLSHandshakeFailure
+            | ErrorType::TLSHandshakeTimedout
+            | ErrorType::InvalidCert
+            | ErrorType::HandshakeError
+            | ErrorType::ConnectProxyFailure
+    )
+}

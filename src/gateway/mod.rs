@@ -1,0 +1,20 @@
+//! The proxy core: pingora `ProxyHttp` phases and what they delegate to.
+//!
+//! - [`proxy`]: the phases themselves, kept thin;
+//! - [`routes`]: local routes (`/healthz`, `/metrics`, `/api/sidepanel/state`);
+//! - [`upstream`]: DNS cache, peer (TLS), path/host/key rewrite;
+//! - [`rewrite`]: reading and amending chat request bodies;
+//! - [`headers`], [`usage`], [`sse`]: reading Venice's headers and bodies;
+//! - [`ctx`], [`record`]: what one request accumulates and hands to the hub.
+
+pub mod ctx;
+pub mod headers;
+pub mod proxy;
+pub mod record;
+pub mod rewrite;
+pub mod routes;
+pub mod sse;
+pub mod upstream;
+pub mod usage;
+
+pub use proxy::Gateway;
