@@ -51,7 +51,8 @@ pub fn execute(cli: Cli) -> Result<(), CommandError> {
 
 fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        .add_directive(quiet_key_logger());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -63,4 +64,12 @@ fn init_tracing(config: &Config) {
     if let Err(e) = result {
         eprintln!("sidepanel: logging already initialised: {e}");
     }
+}
+
+/// pingora's HTTP/1 client traces the raw upstream request head — `Authorization` included —
+/// so that one module never logs below `warn`, whatever the filter says.
+fn quiet_key_logger() -> tracing_subscriber::filter::Directive {
+    "pingora_core::protocols::http::v1::client=warn"
+        .parse()
+        .expect("static directive")
 }

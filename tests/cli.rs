@@ -156,3 +156,65 @@ fn demo_runs_without_a_key_and_serves_live_state() {
         }
     });
 }
+
+#[test]
+fn the_key_never_appears_in_trace_logs() {
+    let secret = "sk-venice-secret-4242";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = rt
+        .block_on(sidepanel::simulator::spawn(
+            sidepanel::simulator::SimConfig {
+                api_key: Some(secret.to_owned()),
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+    let addr = common::free_addr();
+    let child = bin()
+        .args([
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--upstream",
+            &sim.base_url(),
+        ])
+        .env("VENICE_API_KEY", secret)
+        .env("SIDEPANEL_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = Killed(child);
+    let stderr = guard.0.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s).ok();
+        s
+    });
+    rt.block_on(async {
+        let c = common::client();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let resp = loop {
+            match c
+                .post(format!("http://{addr}/api/v1/chat/completions"))
+                .bearer_auth("client-key")
+                .json(&common::chat("kimi-k2-5", true, 8))
+                .send()
+                .await
+            {
+                Ok(r) => break r,
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Err(e) => panic!("gateway never answered: {e}"),
+            }
+        };
+        assert_eq!(resp.status(), 200, "the upstream accepted the injected key");
+        resp.text().await.unwrap();
+    });
+    drop(guard);
+    let log = log.join().unwrap();
+    assert!(log.contains("proxied"), "trace log captured");
+    let leaks: Vec<&str> = log.lines().filter(|l| l.contains(secret)).collect();
+    assert!(leaks.is_empty(), "the key leaked into the log: {leaks:#?}");
+}

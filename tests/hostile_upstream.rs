@@ -335,3 +335,40 @@ async fn an_oversized_chat_body_is_refused_with_413() {
         "nothing reached the upstream"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cost_is_computed_from_the_price_table_when_venice_sends_none() {
+    let up = raw::spawn(Arc::new(|_, _req: &[u8]| {
+        let body = br#"{"model":"kimi-k2-5","choices":[],"usage":{"prompt_tokens":1000,"completion_tokens":500,"total_tokens":1500,"prompt_tokens_details":{"cached_tokens":200}}}"#;
+        vec![
+            Step::Write(head(200, "application/json", &[])),
+            Step::Write(chunk(body)),
+            Step::Write(last_chunk()),
+        ]
+    }))
+    .await;
+    let gw = gateway(config(&up.base_url())).await;
+    let resp = client()
+        .post(format!("{}/chat/completions", api(&gw)))
+        .json(&chat("kimi-k2-5", false, 10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let state = requests_recorded(&gw, 1).await;
+    let r = &state.recent[0];
+    assert_eq!(
+        r.cost_source,
+        sidepanel::gateway::record::CostSource::Computed
+    );
+    // kimi-k2-5: input 0.56, cache read 0.22, output 3.50 USD per 1M tokens.
+    let expected = (800.0 * 0.56 + 200.0 * 0.22 + 500.0 * 3.50) / 1e6;
+    let cost = r.cost.expect("computed cost");
+    assert!(
+        (cost.usd - expected).abs() < 1e-12,
+        "{} vs {expected}",
+        cost.usd
+    );
+    assert!((state.totals.cost_usd - expected).abs() < 1e-12);
+}

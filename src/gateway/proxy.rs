@@ -20,11 +20,10 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use crate::config::LimitsConfig;
 use crate::gateway::ctx::RequestCtx;
 use crate::gateway::headers::VeniceHeaders;
-use crate::gateway::record::HubEvent;
 use crate::gateway::rewrite::prepare_chat_body;
 use crate::gateway::routes::{self, error_body, is_chat, is_proxied, ERROR_HEADER};
 use crate::gateway::upstream::Upstream;
-use crate::hub::HubHandle;
+use crate::hub::{HubEvent, HubHandle};
 use crate::metrics::Metrics;
 
 /// The gateway service.

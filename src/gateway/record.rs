@@ -1,11 +1,10 @@
-//! What the proxy hands to the hub: one [`RequestRecord`] per request, plus early
-//! [`HubEvent::Headers`] observations so a long stream updates the balance at once.
+//! What the proxy records of one request: the [`RequestRecord`] it hands to the hub (see
+//! [`crate::hub::HubEvent`]), and how the request ended.
 
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::gateway::headers::VeniceHeaders;
 use crate::gateway::usage::{Cost, UpstreamError, Usage};
 
 /// How a proxied request ended, from the gateway's point of view.
@@ -94,19 +93,6 @@ pub struct RequestRecord {
     pub usage_requested: bool,
     /// The non-streamed body was too large to scan for usage.
     pub unscanned: bool,
-}
-
-/// Messages from the proxy to the hub.
-#[derive(Debug)]
-pub enum HubEvent {
-    /// Response headers of a request in flight (sent once per response, as they arrive).
-    Headers {
-        model: Option<String>,
-        headers: Box<VeniceHeaders>,
-        at: SystemTime,
-    },
-    /// A finished request.
-    Request(Box<RequestRecord>),
 }
 
 /// Milliseconds as `f64`, for latency fields.

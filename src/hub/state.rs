@@ -117,7 +117,7 @@ pub struct UpstreamHealth {
 /// The whole aggregate.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct State {
-    /// Number of events applied since start.
+    /// Sequence of the last [`crate::hub::update::StateUpdate`] applied.
     pub sequence: u64,
     pub balance: Balance,
     pub rate_limits: BTreeMap<String, ModelLimits>,
@@ -126,13 +126,29 @@ pub struct State {
     pub totals: Totals,
     pub upstream: UpstreamHealth,
     pub recent: VecDeque<RequestRecord>,
+    /// Lean proof state by file (payloads owned by the Lean component).
+    pub proof: BTreeMap<String, serde_json::Value>,
+}
+
+/// What a header observation changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HeaderChanges {
+    pub balance: bool,
+    /// The model key whose limits changed.
+    pub limits: Option<String>,
 }
 
 impl State {
     /// Applies the balance and rate-limit headers of a response for `model`.
-    pub fn apply_headers(&mut self, model: Option<&str>, h: &VeniceHeaders, at: SystemTime) {
-        self.sequence += 1;
+    pub fn apply_headers(
+        &mut self,
+        model: Option<&str>,
+        h: &VeniceHeaders,
+        at: SystemTime,
+    ) -> HeaderChanges {
+        let mut changes = HeaderChanges::default();
         if h.balance_diem.is_some() || h.balance_usd.is_some() || h.balance_vcu.is_some() {
+            changes.balance = true;
             let b = &mut self.balance;
             b.diem = h.balance_diem.or(b.diem);
             b.usd = h.balance_usd.or(b.usd);
@@ -142,19 +158,22 @@ impl State {
         let has_limits = h.requests != LimitWindow::default() || h.tokens != LimitWindow::default();
         if has_limits {
             let key = self.model_key(model.or(h.model_id.as_deref()));
-            let entry = self.rate_limits.entry(key).or_default();
+            let entry = self.rate_limits.entry(key.clone()).or_default();
             merge_window(&mut entry.requests, &h.requests);
             merge_window(&mut entry.tokens, &h.tokens);
             if h.limit_type.is_some() {
                 entry.limit_type.clone_from(&h.limit_type);
             }
             entry.observed_at = Some(at);
+            changes.limits = Some(key);
         }
+        changes
     }
 
-    /// Applies a finished request: totals, health and the recent list.
-    pub fn apply_request(&mut self, record: &RequestRecord) {
-        self.sequence += 1;
+    /// Applies a finished request: totals, health and the recent list. Returns whether the
+    /// upstream health changed.
+    pub fn apply_request(&mut self, record: &RequestRecord) -> bool {
+        let health_before = self.upstream.status;
         let failed = record.outcome != Outcome::Ok;
         let usage = record.usage.as_ref();
         let cost = record.cost.as_ref();
@@ -176,6 +195,7 @@ impl State {
             self.recent.pop_front();
         }
         self.recent.push_back(record.clone());
+        self.upstream.status != health_before
     }
 
     /// Marks derived flags (staleness) as of `now`; called before the state is shown.

@@ -1,7 +1,6 @@
 //! Value-level parsing shared by the loader: precedence picking, durations, numbers, paths
 //! and the merge of the file's prices over the built-in table. Every error names its key.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,15 +26,13 @@ pub(super) fn pick<'a>(
 /// The built-in prices with the file's `[pricing.models]` merged over them, model by model;
 /// a field the file leaves out keeps the built-in value of that model.
 pub(super) fn pricing(raw: &RawPricing, file: &Origin) -> Result<PriceTable, ConfigError> {
-    if raw.models.is_empty() {
-        return Ok(PriceTable::venice_defaults());
-    }
-    let mut models = default_prices();
+    let mut table = PriceTable::venice_defaults();
     for (id, price) in &raw.models {
-        let base = models.get(id).copied();
-        models.insert(id.clone(), model_price(file, id, price, base)?);
+        let base = table.get(id).copied();
+        let price = model_price(file, id, price, base)?;
+        table.insert(id.clone(), price);
     }
-    Ok(PriceTable::new(models))
+    Ok(table)
 }
 
 fn model_price(
@@ -64,31 +61,6 @@ fn model_price(
         cache_input: check("cache_input", raw.cache_input)?.or(base.and_then(|b| b.cache_input)),
         cache_write: check("cache_write", raw.cache_write)?.or(base.and_then(|b| b.cache_write)),
     })
-}
-
-/// The entries of [`PriceTable::venice_defaults`], read back through its `Serialize` form
-/// (the table exposes no iterator).
-fn default_prices() -> HashMap<String, ModelPrice> {
-    let value = serde_json::to_value(PriceTable::venice_defaults()).unwrap_or_default();
-    let models = value.get("models").unwrap_or(&value);
-    let Some(models) = models.as_object() else {
-        return HashMap::new();
-    };
-    let num = |v: &serde_json::Value, field: &str| v.get(field).and_then(serde_json::Value::as_f64);
-    models
-        .iter()
-        .filter_map(|(id, v)| {
-            Some((
-                id.clone(),
-                ModelPrice {
-                    input: num(v, "input")?,
-                    output: num(v, "output")?,
-                    cache_input: num(v, "cache_input"),
-                    cache_write: num(v, "cache_write"),
-                },
-            ))
-        })
-        .collect()
 }
 
 pub(super) fn non_negative(origin: &Origin, key: &str, value: f64) -> Result<f64, ConfigError> {
