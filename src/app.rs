@@ -18,13 +18,16 @@ use pingora::services::background::background_service;
 use pingora::services::ServiceWithDependents;
 use tokio::sync::Notify;
 
+use crate::admission::Admission;
 use crate::config::Config;
 use crate::gateway::upstream::Upstream;
 use crate::gateway::Gateway;
 use crate::hub::{Hub, HubHandle};
+use crate::lean::LeanControl;
 use crate::metrics::Metrics;
 use crate::refresh::PricingRefresh;
 use crate::services::{Supervised, Task};
+use crate::ws::{WsConfig, WsError, WsServer, WsTask};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +119,30 @@ pub fn build(
     let pricing = Arc::new(RwLock::new(config.pricing.clone()));
     let (hub, handle) = Hub::new(metrics.clone(), pricing.clone());
     let upstream = Arc::new(Upstream::new(config.upstream.clone()));
-    let gateway = Gateway::new(upstream, handle.clone(), metrics, config.limits.clone());
+    let admission = Arc::new(Admission::new(config.admission.clone()));
+
+    let (lean_task, lean) = crate::lean::new(config.lean.clone(), handle.clone());
+    server.add_service(background_service("lean", Supervised(Arc::new(lean_task))));
+
+    // Browsers reach the WebSocket server through the gateway's `/ws` route.
+    let ws_config = WsConfig {
+        allowed_hosts: vec![config.listen.ip().to_string()],
+        ..WsConfig::default()
+    };
+    let ws = WsServer::new(handle.clone(), ws_config).with_lean(Arc::new(LeanBridge(lean)));
+    let ws_task = WsTask::bind(Arc::new(ws), SocketAddr::from(([127, 0, 0, 1], 0)))
+        .map_err(|WsError::Bind { addr, source }| AppError::Bind { addr, source })?;
+    let ws_addr = ws_task.local_addr();
+    server.add_service(background_service("ws", Supervised(Arc::new(ws_task))));
+
+    let gateway = Gateway::new(
+        upstream,
+        handle.clone(),
+        metrics,
+        config.limits.clone(),
+        admission,
+        ws_addr,
+    );
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     proxy.add_tcp(&config.listen.to_string());
     server.add_service(proxy);
@@ -142,6 +168,19 @@ pub fn build(
         server,
         hub: handle,
     })
+}
+
+/// The WebSocket server's view of the Lean component.
+struct LeanBridge(Arc<crate::lean::LeanHandle>);
+
+impl crate::ws::LeanCommands for LeanBridge {
+    fn check(&self, file: &str, line: Option<u32>) -> Result<(), String> {
+        LeanControl::check(self.0.as_ref(), file, line).map_err(|e| e.to_string())
+    }
+
+    fn restart(&self) -> Result<(), String> {
+        LeanControl::restart(self.0.as_ref()).map_err(|e| e.to_string())
+    }
 }
 
 struct HubTask(Hub);

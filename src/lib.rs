@@ -4,6 +4,7 @@
 //! Start with [`app`] (building and running the server) and [`gateway`] (the proxy phases);
 //! `docs/ARCHITECTURE.md` follows a request through the code.
 
+pub mod admission;
 pub mod app;
 pub mod cli;
 pub mod commands;
@@ -11,9 +12,11 @@ pub mod config;
 pub mod demo;
 pub mod gateway;
 pub mod hub;
+pub mod lean;
 pub mod metrics;
 pub mod pricing;
 pub mod refresh;
 pub mod services;
 pub mod simulator;
 pub mod util;
+pub mod ws;

@@ -34,6 +34,10 @@ pub struct Metrics {
     hub_dropped: IntCounter,
     unscanned_bodies: IntCounter,
     upstream_up: IntGauge,
+    retries: IntCounterVec,
+    rejections: IntCounterVec,
+    queue_wait: HistogramVec,
+    queue_depth: GaugeVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -140,6 +144,29 @@ impl Metrics {
                 "Upstream headers present but unparseable, by header name",
                 &["header"],
             ),
+            retries: counter_vec(
+                &r,
+                "retries_total",
+                "Upstream attempts retried, by reason (rate_limited, unavailable, connect)",
+                &["reason"],
+            ),
+            rejections: counter_vec(
+                &r,
+                "rejections_total",
+                "Requests the gateway refused itself, by limit (requests, tokens, queue)",
+                &["limit"],
+            ),
+            queue_wait: histogram_vec(
+                &r,
+                "queue_wait_seconds",
+                "Time requests waited for admission",
+            ),
+            queue_depth: gauge_vec(
+                &r,
+                "queue_depth",
+                "Requests waiting for admission, by model",
+                &["model"],
+            ),
             hub_dropped,
             unscanned_bodies,
             upstream_up,
@@ -217,6 +244,31 @@ impl Metrics {
         }
         if r.unscanned {
             self.unscanned_bodies.inc();
+        }
+        for reason in &r.retries {
+            self.retries.with_label_values(&[reason]).inc();
+        }
+        if let Some(limit) = r.limited {
+            let l = match limit {
+                crate::admission::Limit::Requests => "requests",
+                crate::admission::Limit::Tokens => "tokens",
+                crate::admission::Limit::Queue => "queue",
+            };
+            self.rejections.with_label_values(&[l]).inc();
+        }
+        if r.queue_wait_ms > 0.0 || r.attempts > 0 {
+            self.queue_wait
+                .with_label_values(&[model])
+                .observe(r.queue_wait_ms / 1000.0);
+        }
+    }
+
+    /// Sets the admission gauges (called when metrics are scraped).
+    pub fn observe_admission(&self, views: &[(String, crate::admission::GateView)]) {
+        for (model, v) in views {
+            self.queue_depth
+                .with_label_values(&[model])
+                .set(v.waiting as f64);
         }
     }
 

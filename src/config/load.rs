@@ -8,6 +8,8 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+mod admission;
+
 use self::values::{
     duration, expand_path, non_negative, optional_duration, pick, positive_duration, pricing,
 };
@@ -128,6 +130,8 @@ fn build(raw: &RawConfig, file: &Origin, ov: &Overrides) -> Result<Config, Confi
         log: log(raw, file, ov)?,
         demo: demo(raw, file)?,
         pricing: pricing(&raw.pricing, file)?,
+        lean: lean(raw, file)?,
+        admission: admission::admission(&raw.admission, file)?,
     })
 }
 
@@ -360,6 +364,66 @@ fn demo(raw: &RawConfig, file: &Origin) -> Result<DemoConfig, ConfigError> {
             d.client_interval
                 .as_deref()
                 .unwrap_or(defaults::DEMO_CLIENT_INTERVAL),
+        )?,
+    })
+}
+
+/// `[lean]`: the supervised lean-lsp-mcp server.
+fn lean(raw: &RawConfig, file: &Origin) -> Result<super::LeanConfig, ConfigError> {
+    let l = &raw.lean;
+    let command = l
+        .command
+        .as_deref()
+        .unwrap_or(defaults::LEAN_COMMAND)
+        .trim();
+    if command.is_empty() {
+        return Err(ConfigError::invalid(
+            file,
+            "lean.command",
+            "must not be empty",
+        ));
+    }
+    let project_path = match l
+        .project_path
+        .as_deref()
+        .unwrap_or(defaults::LEAN_PROJECT_PATH)
+        .trim()
+    {
+        "" => None,
+        text => Some(expand_path(file, "lean.project_path", text)?),
+    };
+    let enabled = l.enabled.unwrap_or(defaults::LEAN_ENABLED);
+    if let Some(dir) = project_path.as_ref().filter(|_| enabled) {
+        if !dir.is_dir() {
+            let reason = format!(
+                "{} is not a directory (expected a Lean project root)",
+                dir.display()
+            );
+            return Err(ConfigError::invalid(file, "lean.project_path", reason));
+        }
+    }
+    let timeout = |key: &str, value: Option<&str>, default: &str| {
+        positive_duration(file, key, value, default)
+    };
+    Ok(super::LeanConfig {
+        enabled,
+        command: command.to_owned(),
+        args: l.args.clone().unwrap_or_default(),
+        project_path,
+        debounce: duration(
+            file,
+            "lean.debounce",
+            l.debounce.as_deref().unwrap_or(defaults::LEAN_DEBOUNCE),
+        )?,
+        call_timeout: timeout(
+            "lean.call_timeout",
+            l.call_timeout.as_deref(),
+            defaults::LEAN_CALL_TIMEOUT,
+        )?,
+        restart_backoff_max: timeout(
+            "lean.restart_backoff_max",
+            l.restart_backoff_max.as_deref(),
+            defaults::LEAN_RESTART_BACKOFF_MAX,
         )?,
     })
 }

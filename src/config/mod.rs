@@ -114,4 +114,42 @@ pub struct Config {
     pub demo: DemoConfig,
     /// Per-model prices, used when a response carries no `cost`.
     pub pricing: PriceTable,
+    /// The supervised lean-lsp-mcp server (`[lean]`).
+    pub lean: LeanConfig,
+    /// Rate limits, the wait queue and retries.
+    pub admission: crate::admission::AdmissionConfig,
+}
+
+/// The supervised `lean-lsp-mcp` MCP server (`[lean]`), see `crate::lean`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeanConfig {
+    /// Run the Lean component at all; when false every Lean request answers "disabled".
+    pub enabled: bool,
+    /// Program to spawn (looked up on `PATH` when it has no `/`).
+    pub command: String,
+    pub args: Vec<String>,
+    /// Exported as `LEAN_PROJECT_PATH`; `None` leaves it unset (the server then finds the
+    /// project by walking up from each file).
+    pub project_path: Option<PathBuf>,
+    /// Quiet time after the last edit of a file before it is checked (bursts coalesce).
+    pub debounce: Duration,
+    /// Longest wait for one MCP request; past it the server counts as hung and is restarted.
+    pub call_timeout: Duration,
+    /// Upper bound of the restart backoff, and the retry period while the command is missing.
+    pub restart_backoff_max: Duration,
+}
+
+impl Default for LeanConfig {
+    /// The documented defaults of `[lean]`.
+    fn default() -> Self {
+        Self {
+            enabled: raw::defaults::LEAN_ENABLED,
+            command: raw::defaults::LEAN_COMMAND.to_owned(),
+            args: Vec::new(),
+            project_path: None,
+            debounce: Duration::from_millis(300),
+            call_timeout: Duration::from_secs(20),
+            restart_backoff_max: Duration::from_secs(30),
+        }
+    }
 }

@@ -37,6 +37,14 @@ pub(crate) mod defaults {
     pub const DEMO_LATENCY: &str = "150ms";
     pub const DEMO_TOKEN_INTERVAL: &str = "30ms";
     pub const DEMO_CLIENT_INTERVAL: &str = "3s";
+
+    pub const LEAN_ENABLED: bool = true;
+    pub const LEAN_COMMAND: &str = "lean-lsp-mcp";
+    /// `""` = `LEAN_PROJECT_PATH` left unset.
+    pub const LEAN_PROJECT_PATH: &str = "";
+    pub const LEAN_DEBOUNCE: &str = "300ms";
+    pub const LEAN_CALL_TIMEOUT: &str = "20s";
+    pub const LEAN_RESTART_BACKOFF_MAX: &str = "30s";
 }
 
 /// The whole file. Every field is optional; a missing one takes its default.
@@ -59,6 +67,10 @@ pub(crate) struct RawConfig {
     pub demo: RawDemo,
     #[serde(default)]
     pub pricing: RawPricing,
+    #[serde(default)]
+    pub lean: RawLean,
+    #[serde(default)]
+    pub admission: RawAdmission,
 }
 
 /// `[upstream]`: where and how Venice is reached.
@@ -112,6 +124,32 @@ pub(crate) struct RawDemo {
     pub client_interval: Option<String>,
 }
 
+/// `[admission]`: rate limits, the wait queue and retries.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub(crate) struct RawAdmission {
+    pub enabled: Option<bool>,
+    pub max_wait: Option<String>,
+    pub max_queue: Option<u64>,
+    pub window: Option<String>,
+    pub default_rpm: Option<u64>,
+    pub default_tpm: Option<u64>,
+    pub max_attempts: Option<u64>,
+    pub backoff_base: Option<String>,
+    pub backoff_max: Option<String>,
+    /// `[admission.models."<model id>"]`.
+    #[serde(default)]
+    pub models: BTreeMap<String, RawModelLimits>,
+}
+
+/// Per-model limits per window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub(crate) struct RawModelLimits {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+}
+
 /// `[pricing]`: per-model prices merged over the built-in Venice table.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
@@ -131,6 +169,21 @@ pub(crate) struct RawPrice {
     pub output: Option<f64>,
     pub cache_input: Option<f64>,
     pub cache_write: Option<f64>,
+}
+
+/// `[lean]`: the supervised lean-lsp-mcp MCP server.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub(crate) struct RawLean {
+    pub enabled: Option<bool>,
+    /// Program to spawn; looked up on `PATH` when it has no `/`.
+    pub command: Option<String>,
+    pub args: Option<Vec<String>>,
+    /// `LEAN_PROJECT_PATH` for the server; `""` leaves it unset.
+    pub project_path: Option<String>,
+    pub debounce: Option<String>,
+    pub call_timeout: Option<String>,
+    pub restart_backoff_max: Option<String>,
 }
 
 #[cfg(test)]

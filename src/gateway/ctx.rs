@@ -4,11 +4,13 @@
 //! upstream headers, body scanners, timings — and turning that into a [`RequestRecord`] at the
 //! end. Only the unfinished SSE line and (bounded) non-streamed JSON are kept, never a stream.
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use pingora::{Error, ErrorSource, ErrorType};
 
+use crate::admission::retry::RetryReason;
+use crate::admission::Refusal;
 use crate::gateway::record::{millis, CostSource, Outcome, RequestRecord};
 use crate::gateway::sse::SseScanner;
 use crate::gateway::usage::{self, BodyReport};
@@ -50,6 +52,26 @@ pub struct RequestCtx {
     pub ttfb: Option<std::time::Duration>,
     pub scan: BodyScan,
     pub response_bytes: u64,
+    /// The held chat body as sent upstream (replayed on retries).
+    pub prepared: Option<Bytes>,
+    /// Estimated tokens of the request (prompt estimate + max tokens).
+    pub estimate: u32,
+    /// Upstream attempts so far.
+    pub attempts: u32,
+    /// Why each retry happened.
+    pub retries: Vec<RetryReason>,
+    /// Wait before the next attempt, decided when the last one failed.
+    pub retry_delay: Option<Duration>,
+    /// Time spent waiting for admission, all attempts together.
+    pub queue_wait: Duration,
+    /// Queueing and retries must finish by then.
+    pub deadline: tokio::time::Instant,
+    /// The gateway's own refusal, if it refused.
+    pub refusal: Option<Refusal>,
+    /// Admission has been decided (it happens once, before the first attempt).
+    pub admitted: bool,
+    /// A WebSocket upgrade relayed to the internal WebSocket server.
+    pub ws: bool,
 }
 
 impl RequestCtx {
@@ -70,6 +92,16 @@ impl RequestCtx {
             ttfb: None,
             scan: BodyScan::None,
             response_bytes: 0,
+            prepared: None,
+            estimate: 0,
+            attempts: 0,
+            retries: Vec::new(),
+            retry_delay: None,
+            queue_wait: Duration::ZERO,
+            deadline: tokio::time::Instant::now(),
+            refusal: None,
+            admitted: false,
+            ws: false,
         }
     }
 
@@ -151,6 +183,10 @@ impl RequestCtx {
             response_bytes: self.response_bytes,
             usage_requested: self.usage_requested,
             unscanned,
+            attempts: self.attempts,
+            retries: self.retries.iter().map(|r| r.as_str()).collect(),
+            queue_wait_ms: millis(self.queue_wait),
+            limited: self.refusal.map(|r| r.limit),
         }
     }
 
@@ -161,7 +197,7 @@ impl RequestCtx {
         saw_done: bool,
         report: &BodyReport,
     ) -> Outcome {
-        if self.rejected {
+        if self.rejected || self.refusal.is_some() {
             return Outcome::Rejected;
         }
         match error {

@@ -9,6 +9,7 @@
 
 pub mod ctx;
 pub mod headers;
+pub mod peek;
 pub mod proxy;
 pub mod record;
 pub mod rewrite;

@@ -7,6 +7,7 @@
 //! chunk for usage as it passes; `logging` hands one record to the hub. Nothing here blocks or
 //! waits on the hub.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -17,10 +18,13 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
+use crate::admission::retry::{self, RetryReason};
+use crate::admission::{Admission, Refusal, RefusalKind};
 use crate::config::LimitsConfig;
 use crate::gateway::ctx::RequestCtx;
 use crate::gateway::headers::VeniceHeaders;
-use crate::gateway::rewrite::prepare_chat_body;
+use crate::gateway::peek;
+use crate::gateway::rewrite::{estimate_tokens, prepare_chat_body};
 use crate::gateway::routes::{self, error_body, is_chat, is_proxied, ERROR_HEADER};
 use crate::gateway::upstream::Upstream;
 use crate::hub::{HubEvent, HubHandle};
@@ -32,6 +36,9 @@ pub struct Gateway {
     hub: HubHandle,
     metrics: Arc<Metrics>,
     limits: LimitsConfig,
+    admission: Arc<Admission>,
+    /// The internal WebSocket listener `/ws` is proxied to.
+    ws_addr: SocketAddr,
 }
 
 impl Gateway {
@@ -40,13 +47,102 @@ impl Gateway {
         hub: HubHandle,
         metrics: Arc<Metrics>,
         limits: LimitsConfig,
+        admission: Arc<Admission>,
+        ws_addr: SocketAddr,
     ) -> Self {
         Self {
             upstream,
             hub,
             metrics,
             limits,
+            admission,
+            ws_addr,
         }
+    }
+
+    /// Reads the first chunk of a chat body (never more: pingora replays what was read from its
+    /// 64 KiB retry buffer, which must not overflow) and takes model and max tokens from it.
+    async fn peek_chat(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        let downstream = session.as_downstream_mut();
+        downstream.enable_retry_buffering();
+        if downstream.is_body_done() {
+            return Ok(());
+        }
+        let Some(first) = downstream.read_request_body().await? else {
+            return Ok(());
+        };
+        let fields = peek::top_level_fields(&first);
+        let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        if let Some(peek::Scalar::Str(model)) = field("model") {
+            ctx.request_model = Some(model.clone());
+        }
+        let max_tokens = match field("max_completion_tokens").or_else(|| field("max_tokens")) {
+            Some(peek::Scalar::Num(n)) if *n >= 0.0 => Some(*n as u64),
+            _ => None,
+        };
+        let length = declared_length(session.req_header()).unwrap_or(first.len());
+        ctx.estimate = estimate_tokens(length, max_tokens);
+        Ok(())
+    }
+
+    /// Waits for admission of the chat request in `ctx`, or refuses it with the gateway's 429.
+    async fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        let Some(model) = ctx.request_model.clone() else {
+            return Ok(());
+        };
+        ctx.admitted = true;
+        let body_done = session.as_downstream_mut().is_body_done();
+        let admitted = tokio::select! {
+            r = self.admission.admit(&model, ctx.estimate, ctx.deadline) => r,
+            // Only an idle connection can be watched: a body still arriving must not be read.
+            _ = client_gone(session), if body_done => {
+                return Err(Error::new_down(ErrorType::ConnectionClosed));
+            }
+        };
+        match admitted {
+            Ok(waited) => {
+                ctx.queue_wait += waited;
+                Ok(())
+            }
+            Err(refusal) => {
+                ctx.refusal = Some(refusal);
+                Error::e_explain(
+                    ErrorType::HTTPStatus(429),
+                    "refused by the gateway's limits",
+                )
+            }
+        }
+    }
+
+    /// Decides whether a failed attempt is retried; sets the delay before the next one.
+    fn plan_retry(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        reason: RetryReason,
+        headers: Option<&VeniceHeaders>,
+    ) -> bool {
+        let config = self.admission.config();
+        if ctx.ws {
+            return false;
+        }
+        let replayable = !session.as_downstream().retry_buffer_truncated();
+        if !config.enabled || !replayable || ctx.attempts >= config.max_attempts {
+            return false;
+        }
+        let wait = retry::delay(config, ctx.attempts, headers);
+        if tokio::time::Instant::now() + wait > ctx.deadline {
+            return false;
+        }
+        ctx.retry_delay = Some(wait);
+        ctx.retries.push(reason);
+        tracing::info!(
+            attempt = ctx.attempts,
+            reason = reason.as_str(),
+            wait_ms = wait.as_millis() as u64,
+            "retrying upstream"
+        );
+        true
     }
 
     async fn refuse(
@@ -83,8 +179,13 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let req = session.req_header();
         let path = req.uri.path().to_owned();
+        if path == WS_PATH {
+            // Relayed as is to the WebSocket server, which checks Origin, Host and token.
+            ctx.ws = true;
+            return Ok(false);
+        }
         if !is_proxied(&path) {
-            routes::serve(session, &self.hub, &self.metrics).await?;
+            routes::serve(session, &self.hub, &self.metrics, &self.admission).await?;
             return Ok(true);
         }
         ctx.method = req.method.to_string();
@@ -93,21 +194,80 @@ impl ProxyHttp for Gateway {
             .unwrap_or(&path)
             .to_owned();
         ctx.set_session_id(req.headers.get("x-session-id"));
+        ctx.deadline = tokio::time::Instant::now() + self.admission.config().max_wait;
         ctx.hold_body = req.method == http::Method::POST && is_chat(&path);
         let max = self.limits.max_request_body_bytes;
         if ctx.hold_body && declared_length(req).is_some_and(|n| n > max) {
             let msg = format!("request body larger than limits.max_request_body_bytes ({max})");
             return self.refuse(session, ctx, 413, &msg, "body_too_large").await;
         }
+        if ctx.hold_body {
+            self.peek_chat(session, ctx).await?;
+            if ctx.request_model.is_some() {
+                self.admit(session, ctx).await?;
+            }
+        }
         Ok(false)
     }
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
-        _ctx: &mut RequestCtx,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        if ctx.ws {
+            let mut peer = HttpPeer::new(self.ws_addr, false, String::new());
+            // A WebSocket may stay quiet for long; the server pings and closes dead clients.
+            peer.options.read_timeout = None;
+            return Ok(Box::new(peer));
+        }
+        ctx.attempts += 1;
+        if let Some(wait) = ctx.retry_delay.take() {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = client_gone(session) => {
+                    return Error::e_explain(ErrorType::ConnectionClosed, "client left during retry backoff")
+                        .map_err(|mut e| { e.esource = ErrorSource::Downstream; e });
+                }
+            }
+        }
+        ctx.connected = false;
         self.upstream.peer().await
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if ctx.retry_delay.is_some() {
+            // Planned by `plan_retry` (the body is replayable, nothing reached the client).
+            e.set_retry(true);
+        } else if !session.req_header().method.is_idempotent()
+            || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            // pingora's default: retry a failure on a reused (possibly stale) connection.
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let retry = self.plan_retry(session, ctx, RetryReason::Connect, None);
+        e.set_retry(retry);
+        e
     }
 
     async fn connected_to_upstream(
@@ -129,18 +289,25 @@ impl ProxyHttp for Gateway {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if ctx.ws {
+            return Ok(());
+        }
         self.upstream.rewrite_request(req)?;
         if ctx.hold_body {
-            // The body may change length once amended: send it chunked (h2 drops the header).
+            // The body may change length once amended: no Content-Length. HTTP/1.1 needs chunked
+            // framing; h2 frames bodies itself and rejects the header (pingora strips
+            // connection headers before this filter, not after).
             req.remove_header(&http::header::CONTENT_LENGTH);
-            req.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+            if req.version != http::Version::HTTP_2 {
+                req.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+            }
         }
         Ok(())
     }
 
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
@@ -149,41 +316,72 @@ impl ProxyHttp for Gateway {
             return Ok(());
         }
         if let Some(chunk) = body.take() {
-            if ctx.held.len() + chunk.len() > self.limits.max_request_body_bytes {
+            if ctx.prepared.is_some() {
+                // A retry: pingora replays what it read; the prepared body is sent instead.
+            } else if ctx.held.len() + chunk.len() > self.limits.max_request_body_bytes {
                 return Error::e_explain(
                     ErrorType::HTTPStatus(413),
                     "request body larger than limits.max_request_body_bytes",
                 );
+            } else {
+                ctx.held.extend_from_slice(&chunk);
             }
-            ctx.held.extend_from_slice(&chunk);
         }
         if !end_of_stream {
             // An empty chunk is not written; `None` would end the upstream body early.
             *body = Some(Bytes::new());
             return Ok(());
         }
-        let (out, info) = prepare_chat_body(std::mem::take(&mut ctx.held).freeze());
-        ctx.request_model = info.model;
-        ctx.usage_requested = info.usage_requested;
+        let out = match &ctx.prepared {
+            Some(prepared) => prepared.clone(),
+            None => {
+                let (out, info) = prepare_chat_body(std::mem::take(&mut ctx.held).freeze());
+                ctx.request_model = info.model;
+                ctx.usage_requested = info.usage_requested;
+                ctx.estimate = info.estimate;
+                ctx.prepared = Some(out.clone());
+                out
+            }
+        };
+        if !ctx.admitted && ctx.request_model.is_some() {
+            // The model was not in the first body chunk: admit now, late but before the body.
+            self.admit(session, ctx).await?;
+        }
         *body = Some(out);
         Ok(())
     }
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if ctx.ws {
+            return Ok(());
+        }
         ctx.ttfb = Some(ctx.started.elapsed());
-        ctx.status = Some(resp.status.as_u16());
+        let status = resp.status.as_u16();
+        ctx.status = Some(status);
         let now = SystemTime::now();
         let headers = VeniceHeaders::parse(&resp.headers, now);
+        let model = ctx.request_model.as_deref().or(headers.model_id.as_deref());
+        if let Some(model) = model {
+            self.admission.observe(model, &headers);
+        }
+        let retry = RetryReason::for_status(status)
+            .is_some_and(|reason| self.plan_retry(session, ctx, reason, Some(&headers)));
         self.hub.send(HubEvent::Headers {
             model: ctx.request_model.clone(),
             headers: Box::new(headers),
             at: now,
         });
+        if retry {
+            let mut e = Error::explain(ErrorType::HTTPStatus(status), "upstream asked to retry");
+            e.set_retry(true);
+            return Err(e);
+        }
+        resp.insert_header(ATTEMPTS_HEADER, ctx.attempts)?;
         let ct = resp
             .headers
             .get(http::header::CONTENT_TYPE)
@@ -209,8 +407,20 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         e: &Error,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        if session.response_written().is_none() {
+            if let (Some(refusal), Some(model)) = (ctx.refusal, ctx.request_model.as_deref()) {
+                let written = write_refusal(session, &refusal, model).await;
+                if let Err(err) = written {
+                    tracing::debug!(error = %err, "could not write the refusal");
+                }
+                return FailToProxy {
+                    error_code: 429,
+                    can_reuse_downstream: false,
+                };
+            }
+        }
         let (code, slug, message) = classify(e);
         if code == 0 || session.response_written().is_some() {
             return FailToProxy {
@@ -224,6 +434,7 @@ impl ProxyHttp for Gateway {
             resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
             resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
             resp.insert_header(ERROR_HEADER, slug)?;
+            resp.insert_header(ATTEMPTS_HEADER, ctx.attempts)?;
             session.write_response_header(Box::new(resp), false).await?;
             session.write_response_body(Some(body), true).await
         }
@@ -253,6 +464,57 @@ impl ProxyHttp for Gateway {
         );
         self.hub.send(HubEvent::Request(Box::new(record)));
     }
+}
+
+/// The public path of the WebSocket JSON-RPC endpoint.
+pub const WS_PATH: &str = "/ws";
+
+/// Header on every proxied response: how many upstream attempts it took.
+pub const ATTEMPTS_HEADER: &str = "x-sidepanel-attempts";
+/// Header on the gateway's own 429: the limit is the gateway's, not Venice's.
+pub const LIMITED_HEADER: &str = "x-sidepanel-limited";
+
+/// Resolves when the client has closed its connection (never otherwise).
+async fn client_gone(session: &mut Session) {
+    if session
+        .as_downstream_mut()
+        .read_body_or_idle(true)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    std::future::pending::<()>().await
+}
+
+/// The gateway's own 429, in the OpenAI error shape, naming the limit.
+async fn write_refusal(session: &mut Session, refusal: &Refusal, model: &str) -> Result<()> {
+    let why = match refusal.kind {
+        RefusalKind::QueueFull => "the wait queue is full",
+        RefusalKind::WaitExceeded => "the wait would exceed admission.max_wait",
+    };
+    let message = format!(
+        "sidepanel: gateway rate limit ({} for {model}): {why}; retry after {} s",
+        refusal.limit.describe(),
+        refusal.retry_after.as_secs()
+    );
+    let body = Bytes::from(
+        serde_json::json!({"error": {
+            "message": message,
+            "type": "rate_limit_error",
+            "code": "gateway_rate_limited",
+            "param": refusal.limit,
+        }})
+        .to_string(),
+    );
+    let mut resp = ResponseHeader::build(429, Some(6))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    resp.insert_header(http::header::RETRY_AFTER, refusal.retry_after.as_secs())?;
+    resp.insert_header(LIMITED_HEADER, "gateway")?;
+    resp.insert_header(ERROR_HEADER, "gateway_rate_limited")?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await
 }
 
 /// Status, error slug and message for a failure before the response started.

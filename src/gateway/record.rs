@@ -93,6 +93,14 @@ pub struct RequestRecord {
     pub usage_requested: bool,
     /// The non-streamed body was too large to scan for usage.
     pub unscanned: bool,
+    /// Upstream attempts (1 unless retried; 0 when refused before any).
+    pub attempts: u32,
+    /// Why each retry happened (`rate_limited`, `unavailable`, `connect`).
+    pub retries: Vec<&'static str>,
+    /// Time spent waiting for admission.
+    pub queue_wait_ms: f64,
+    /// The gateway's limit that refused the request, if any.
+    pub limited: Option<crate::admission::Limit>,
 }
 
 /// Milliseconds as `f64`, for latency fields.

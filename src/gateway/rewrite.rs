@@ -17,12 +17,29 @@ pub struct ChatRequestInfo {
     pub max_tokens: Option<u64>,
     /// Whether `stream_options.include_usage` was added by the gateway.
     pub usage_requested: bool,
+    /// Tokens the request may use: a prompt estimate (4 bytes a token) plus the max tokens
+    /// (1024 when unset), for the tokens-per-minute limiter.
+    pub estimate: u32,
+}
+
+/// Completion tokens assumed when a request sets no maximum.
+const DEFAULT_MAX_TOKENS: u64 = 1024;
+
+/// Tokens a request may use: its body length at 4 bytes a token plus its max tokens.
+pub fn estimate_tokens(body_len: usize, max_tokens: Option<u64>) -> u32 {
+    let prompt = (body_len as u64).div_ceil(4);
+    let total = prompt + max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+    u32::try_from(total).unwrap_or(u32::MAX)
 }
 
 /// Inspects `body` and returns the bytes to send upstream with what was learned.
 pub fn prepare_chat_body(body: Bytes) -> (Bytes, ChatRequestInfo) {
     let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(&body) else {
-        return (body, ChatRequestInfo::default());
+        let info = ChatRequestInfo {
+            estimate: estimate_tokens(body.len(), None),
+            ..ChatRequestInfo::default()
+        };
+        return (body, info);
     };
     let mut info = ChatRequestInfo {
         model: obj.get("model").and_then(Value::as_str).map(str::to_owned),
@@ -32,7 +49,9 @@ pub fn prepare_chat_body(body: Bytes) -> (Bytes, ChatRequestInfo) {
             .or_else(|| obj.get("max_tokens"))
             .and_then(Value::as_u64),
         usage_requested: false,
+        estimate: 0,
     };
+    info.estimate = estimate_tokens(body.len(), info.max_tokens);
     if !info.stream || asks_for_usage(&obj) {
         return (body, info);
     }

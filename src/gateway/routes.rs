@@ -12,6 +12,7 @@ use pingora::proxy::Session;
 use pingora::Result;
 use serde_json::json;
 
+use crate::admission::Admission;
 use crate::gateway::upstream::CLIENT_PREFIX;
 use crate::hub::HubHandle;
 use crate::metrics::Metrics;
@@ -33,7 +34,12 @@ pub fn is_chat(path: &str) -> bool {
 }
 
 /// Answers a local route.
-pub async fn serve(session: &mut Session, hub: &HubHandle, metrics: &Metrics) -> Result<()> {
+pub async fn serve(
+    session: &mut Session,
+    hub: &HubHandle,
+    metrics: &Metrics,
+    admission: &Admission,
+) -> Result<()> {
     let path = session.req_header().uri.path().to_owned();
     let method = session.req_header().method.clone();
     if method != http::Method::GET && method != http::Method::HEAD {
@@ -50,11 +56,19 @@ pub async fn serve(session: &mut Session, hub: &HubHandle, metrics: &Metrics) ->
             write(session, 200, "application/json", body.into()).await
         }
         "/metrics" => {
+            metrics.observe_admission(&admission.views());
             let body = metrics.render();
             write(session, 200, "text/plain; version=0.0.4", body.into()).await
         }
         "/api/sidepanel/state" => {
-            let body = hub.snapshot_json(SystemTime::now()).to_string();
+            let mut state = hub.snapshot_json(SystemTime::now());
+            let gates: serde_json::Map<String, serde_json::Value> = admission
+                .views()
+                .into_iter()
+                .map(|(model, view)| (model, json!(view)))
+                .collect();
+            state["admission"] = json!({"models": gates});
+            let body = state.to_string();
             write(session, 200, "application/json", body.into()).await
         }
         "/" | "/index.html" => {

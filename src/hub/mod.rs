@@ -42,6 +42,11 @@ pub enum HubEvent {
         file: String,
         state: serde_json::Value,
     },
+    /// The user set (or, with `below: None`, cleared) a balance alert threshold.
+    SetAlert {
+        currency: state::AlertCurrency,
+        below: Option<f64>,
+    },
 }
 
 /// Events the hub queue holds before producers start dropping (and counting) them.
@@ -225,6 +230,13 @@ impl Hub {
                 state.proof.insert(file.clone(), proof.clone());
                 let payload = json!({"file": file, "state": proof});
                 state.sequence = log.publish(UpdateType::Proof, UpdateSource::Lean, now, payload);
+            }
+            HubEvent::SetAlert { currency, below } => {
+                let mut guard = self.shared.write();
+                let Shared { state, log } = &mut *guard;
+                state.set_alert(currency, below);
+                let payload = json!({"currency": currency, "below": below, "alerts": state.alerts});
+                state.sequence = log.publish(UpdateType::Alert, UpdateSource::User, now, payload);
             }
         }
     }

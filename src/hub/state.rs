@@ -114,6 +114,23 @@ pub struct UpstreamHealth {
     pub last_error: Option<String>,
 }
 
+/// A billing currency an alert threshold watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertCurrency {
+    Diem,
+    Usd,
+}
+
+/// Alert thresholds the user set (WebSocket `setAlert`); `None` = no alert.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Alerts {
+    /// Alert when the Diem balance falls below this.
+    pub diem_below: Option<f64>,
+    /// Alert when the USD balance falls below this.
+    pub usd_below: Option<f64>,
+}
+
 /// The whole aggregate.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct State {
@@ -128,6 +145,8 @@ pub struct State {
     pub recent: VecDeque<RequestRecord>,
     /// Lean proof state by file (payloads owned by the Lean component).
     pub proof: BTreeMap<String, serde_json::Value>,
+    /// Balance alert thresholds.
+    pub alerts: Alerts,
 }
 
 /// What a header observation changed.
@@ -196,6 +215,14 @@ impl State {
         }
         self.recent.push_back(record.clone());
         self.upstream.status != health_before
+    }
+
+    /// Sets (or, with `None`, clears) the balance alert threshold of `currency`.
+    pub fn set_alert(&mut self, currency: AlertCurrency, below: Option<f64>) {
+        match currency {
+            AlertCurrency::Diem => self.alerts.diem_below = below,
+            AlertCurrency::Usd => self.alerts.usd_below = below,
+        }
     }
 
     /// Marks derived flags (staleness) as of `now`; called before the state is shown.

@@ -4,7 +4,7 @@
 //! rate-limit reset units.
 //!
 //! This file owns the public API ([`SimConfig`], [`SimHandle`], [`Observed`],
-//! [`serve`], [`spawn`]), the shared state, the router and the front middleware
+//! [`serve`], [`spawn`], [`app`]), the shared state, the router and the front middleware
 //! (observation, authentication, latency and the headers every response carries).
 //!
 //! Endpoints, all under `/api/v1`:
@@ -103,6 +103,8 @@ pub struct Observed {
     pub last_method: Option<String>,
     /// All headers of the last request, names lowercased.
     pub last_headers: Vec<(String, String)>,
+    /// The HTTP version of the last request, e.g. `HTTP/1.1` or `HTTP/2.0`.
+    pub last_version: Option<String>,
 }
 
 /// State shared by every handler of one simulator.
@@ -168,6 +170,7 @@ impl SimState {
         o.last_query = parts.uri.query().map(str::to_string);
         o.last_method = Some(parts.method.as_str().to_string());
         o.last_headers = headers;
+        o.last_version = Some(format!("{:?}", parts.version));
     }
 
     fn authorized(&self, headers: &HeaderMap) -> bool {
@@ -297,6 +300,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     serve_state(listener, Arc::new(SimState::new(config)), shutdown).await
+}
+
+/// The simulator's router with fresh state, for serving over a listener of the caller's
+/// own (e.g. TLS), and a function returning a snapshot of what it saw.
+pub fn app(config: SimConfig) -> (Router, impl Fn() -> Observed + Send + Sync + 'static) {
+    let state = Arc::new(SimState::new(config));
+    let seen = state.clone();
+    (router(state), move || seen.observed.lock().clone())
 }
 
 /// Binds `127.0.0.1:0` and spawns the server on the current tokio runtime.

@@ -33,6 +33,7 @@ pub fn config(upstream: &str) -> Config {
     };
     let mut c = config::load(&overrides).expect("test config is valid");
     c.upstream.models_refresh = None;
+    c.lean.enabled = false;
     c.threads = 1;
     c
 }

@@ -28,6 +28,8 @@ pub struct RawUpstream {
     pub addr: std::net::SocketAddr,
     gate: mpsc::UnboundedSender<()>,
     pub requests: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// When each request had been read in full, in order.
+    pub arrivals: Arc<Mutex<Vec<std::time::SystemTime>>>,
 }
 
 impl RawUpstream {
@@ -48,17 +50,20 @@ pub async fn spawn(script: Script) -> RawUpstream {
     let (gate_tx, gate_rx) = mpsc::unbounded_channel();
     let gate_rx = Arc::new(Mutex::new(gate_rx));
     let requests = Arc::new(Mutex::new(Vec::new()));
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
     let reqs = requests.clone();
+    let times = arrivals.clone();
     tokio::spawn(async move {
         let mut n = 0usize;
         while let Ok((sock, _)) = listener.accept().await {
             let script = script.clone();
             let gate = gate_rx.clone();
             let reqs = reqs.clone();
+            let times = times.clone();
             let this = n;
             n += 1;
             tokio::spawn(async move {
-                let _ = serve_one(sock, this, script, gate, reqs).await;
+                let _ = serve_one(sock, this, script, gate, reqs, times).await;
             });
         }
     });
@@ -66,6 +71,7 @@ pub async fn spawn(script: Script) -> RawUpstream {
         addr,
         gate: gate_tx,
         requests,
+        arrivals,
     }
 }
 
@@ -75,9 +81,11 @@ async fn serve_one(
     script: Script,
     gate: Arc<Mutex<mpsc::UnboundedReceiver<()>>>,
     reqs: Arc<Mutex<Vec<Vec<u8>>>>,
+    times: Arc<Mutex<Vec<std::time::SystemTime>>>,
 ) -> std::io::Result<()> {
     sock.set_nodelay(true)?;
     let request = read_request(&mut sock).await?;
+    times.lock().await.push(std::time::SystemTime::now());
     reqs.lock().await.push(request.clone());
     for step in script(n, &request) {
         match step {

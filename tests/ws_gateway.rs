@@ -1,0 +1,91 @@
+//! The WebSocket JSON-RPC endpoint through the gateway's public port: a browser's view of
+//! proxied traffic arriving as ordered `state.update`s, and the DNS-rebinding defence.
+
+mod common;
+mod ws_common;
+
+use common::*;
+use serde_json::json;
+use sidepanel::simulator::{self, SimConfig};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use ws_common::Client;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxied_request_reaches_a_websocket_client_as_ordered_updates() {
+    let sim = simulator::spawn(SimConfig {
+        api_key: Some(GATEWAY_KEY.to_owned()),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let gw = gateway(config(&sim.base_url())).await;
+    let mut ws = Client::connect_to(gw.addr).await;
+    let snapshot = ws.call("state.get", None).await;
+    let start = snapshot["result"]["sequence"].as_u64().unwrap();
+
+    let resp = client()
+        .post(format!("{}/chat/completions", api(&gw)))
+        .header("x-session-id", "ses_ws")
+        .json(&chat("kimi-k2-5", true, 16))
+        .send()
+        .await
+        .unwrap();
+    resp.text().await.unwrap();
+
+    // Balance and rate limits from the headers, then the finished request.
+    let mut kinds = Vec::new();
+    let mut last = start;
+    loop {
+        let u = ws.update().await;
+        let seq = u["sequence"].as_u64().unwrap();
+        assert_eq!(seq, last + 1, "updates arrive in sequence order: {u}");
+        last = seq;
+        kinds.push(u["type"].as_str().unwrap().to_owned());
+        if u["type"] == "usage" {
+            assert_eq!(u["source"], "venice");
+            assert_eq!(u["payload"]["request"]["session_id"], "ses_ws");
+            assert!(
+                u["payload"]["session_totals"]["total_tokens"]
+                    .as_u64()
+                    .unwrap()
+                    > 0
+            );
+            break;
+        }
+    }
+    assert_eq!(kinds, ["balance", "rate_limit", "usage"]);
+
+    // A reconnecting tab catches up from its last sequence.
+    let mut again = Client::connect_to(gw.addr).await;
+    let since = again
+        .call("state.since", Some(json!({"sequence": start})))
+        .await;
+    let missed: Vec<u64> = since["result"]["updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["sequence"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = (start + 1..start + 1 + missed.len() as u64).collect();
+    assert_eq!(missed, expected, "every missed update, in order");
+    assert!(missed.len() as u64 >= last - start);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_origin_is_refused_at_the_public_port() {
+    let sim = simulator::spawn(SimConfig::default()).await.unwrap();
+    let gw = gateway(config(&sim.base_url())).await;
+    let mut req = format!("ws://{}/ws", gw.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("origin", HeaderValue::from_static("http://evil.example"));
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 403)
+        }
+        other => panic!("a foreign origin must be refused: {other:?}"),
+    }
+    assert_eq!(sim.observed().requests, 0, "nothing went to Venice");
+}
