@@ -22,12 +22,21 @@ use crate::admission::Admission;
 use crate::config::Config;
 use crate::gateway::upstream::Upstream;
 use crate::gateway::Gateway;
-use crate::hub::{Hub, HubHandle};
+use crate::hub::state::AlertCurrency;
+use crate::hub::{Hub, HubEvent, HubHandle};
+use crate::ingest::Ingest;
 use crate::lean::LeanControl;
 use crate::metrics::Metrics;
-use crate::refresh::PricingRefresh;
+use crate::refresh::{HealthProbe, Refresh};
 use crate::services::{Supervised, Task};
+use crate::store::{Store, StoreHandle};
 use crate::ws::{WsConfig, WsError, WsServer, WsTask};
+
+/// Longest wait for the store to commit what is queued when the server stops.
+const STORE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often an unavailable upstream is asked whether it is back.
+const HEALTH_PROBE_EVERY: Duration = Duration::from_secs(5);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +46,13 @@ pub enum AppError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot read or create the install token {path}: {source}")]
+    Token {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Store(crate::store::StoreError),
     #[error("the server did not start listening on {0} within 30 s")]
     NotReady(SocketAddr),
     #[error("the server thread panicked")]
@@ -89,6 +105,8 @@ impl ShutdownSignalWatch for Signals {
 pub struct Built {
     pub server: Server,
     pub hub: HubHandle,
+    /// The session store, when enabled; close it after the server stops.
+    pub store: Option<StoreHandle>,
 }
 
 /// Builds the server for `config`, plus any `extra` background services (demo, simulator).
@@ -117,19 +135,56 @@ pub fn build(
 
     let metrics = Arc::new(Metrics::new());
     let pricing = Arc::new(RwLock::new(config.pricing.clone()));
-    let (hub, handle) = Hub::new(metrics.clone(), pricing.clone());
+    // The store, when enabled, seeds the hub with the last state so sequences continue.
+    let (hub, handle, store) = if config.store.enabled {
+        let (store, restored) = Store::open(&config.store).map_err(AppError::Store)?;
+        let (hub, handle) = Hub::resume(
+            metrics.clone(),
+            pricing.clone(),
+            restored.sequence,
+            restored.state,
+        );
+        let (task, store_handle, sink) = store.start();
+        hub.set_sink(sink);
+        server.add_service(background_service("store", Supervised(Arc::new(task))));
+        (hub, handle, Some(store_handle))
+    } else {
+        let (hub, handle) = Hub::new(metrics.clone(), pricing.clone());
+        (hub, handle, None)
+    };
     let upstream = Arc::new(Upstream::new(config.upstream.clone()));
     let admission = Arc::new(Admission::new(config.admission.clone()));
+    let limits_admission = admission.clone();
+    let budget = config.admission.budget;
+    for (currency, below) in [
+        (AlertCurrency::Diem, budget.alert_diem_below),
+        (AlertCurrency::Usd, budget.alert_usd_below),
+    ] {
+        if below.is_some() {
+            handle.send(HubEvent::SetAlert { currency, below });
+        }
+    }
 
     let (lean_task, lean) = crate::lean::new(config.lean.clone(), handle.clone());
     server.add_service(background_service("lean", Supervised(Arc::new(lean_task))));
+
+    let (ingest, _token) =
+        Ingest::for_gateway(handle.clone(), config, lean.clone()).map_err(|source| {
+            AppError::Token {
+                path: config.data_dir.join(crate::ingest::TOKEN_FILE),
+                source,
+            }
+        })?;
 
     // Browsers reach the WebSocket server through the gateway's `/ws` route.
     let ws_config = WsConfig {
         allowed_hosts: vec![config.listen.ip().to_string()],
         ..WsConfig::default()
     };
-    let ws = WsServer::new(handle.clone(), ws_config).with_lean(Arc::new(LeanBridge(lean)));
+    let mut ws = WsServer::new(handle.clone(), ws_config).with_lean(Arc::new(LeanBridge(lean)));
+    if let Some(store) = &store {
+        ws = ws.with_store(store.clone());
+    }
     let ws_task = WsTask::bind(Arc::new(ws), SocketAddr::from(([127, 0, 0, 1], 0)))
         .map_err(|WsError::Bind { addr, source }| AppError::Bind { addr, source })?;
     let ws_addr = ws_task.local_addr();
@@ -142,6 +197,7 @@ pub fn build(
         config.limits.clone(),
         admission,
         ws_addr,
+        Arc::new(ingest),
     );
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     proxy.add_tcp(&config.listen.to_string());
@@ -150,14 +206,37 @@ pub fn build(
         "hub",
         Supervised(Arc::new(HubTask(hub))),
     ));
+    let api = format!("http://{}/api/v1", config.listen);
     if let Some(every) = config.upstream.models_refresh {
-        let refresh = PricingRefresh {
-            url: format!("http://{}/api/v1/models?type=all", config.listen),
+        let refresh = Refresh {
+            name: "pricing-refresh",
+            url: format!("{api}/models?type=all"),
             every,
-            pricing,
+            apply: Box::new(move |body| pricing.write().merge_models_response(body)),
         };
         server.add_service(background_service(
             "pricing-refresh",
+            Supervised(Arc::new(refresh)),
+        ));
+    }
+    let probe = HealthProbe {
+        url: format!("{api}/models"),
+        every: HEALTH_PROBE_EVERY,
+        hub: handle.clone(),
+    };
+    server.add_service(background_service(
+        "health-probe",
+        Supervised(Arc::new(probe)),
+    ));
+    if let Some(every) = config.admission.limits_refresh {
+        let refresh = Refresh {
+            name: "rate-limits-refresh",
+            url: format!("{api}/api_keys/rate_limits"),
+            every,
+            apply: Box::new(move |body| limits_admission.apply_rate_limits_response(body)),
+        };
+        server.add_service(background_service(
+            "rate-limits-refresh",
             Supervised(Arc::new(refresh)),
         ));
     }
@@ -167,6 +246,7 @@ pub fn build(
     Ok(Built {
         server,
         hub: handle,
+        store,
     })
 }
 
@@ -208,6 +288,9 @@ pub fn run(
     built.server.run(RunArgs {
         shutdown_signal: Box::new(Signals(shutdown)),
     });
+    if let Some(store) = built.store {
+        store.close(STORE_CLOSE_TIMEOUT);
+    }
     Ok(())
 }
 
@@ -217,6 +300,7 @@ pub struct Running {
     pub hub: HubHandle,
     shutdown: Shutdown,
     thread: Option<JoinHandle<()>>,
+    store: Option<StoreHandle>,
 }
 
 impl Running {
@@ -227,10 +311,14 @@ impl Running {
 
     fn stop_inner(&mut self) -> Result<(), AppError> {
         self.shutdown.trigger();
-        match self.thread.take() {
+        let joined = match self.thread.take() {
             Some(t) => t.join().map_err(|_| AppError::Panicked),
             None => Ok(()),
+        };
+        if let Some(store) = self.store.take() {
+            store.close(STORE_CLOSE_TIMEOUT);
         }
+        joined
     }
 }
 
@@ -265,6 +353,7 @@ pub fn start(
         hub: built.hub,
         shutdown,
         thread: Some(thread),
+        store: built.store,
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect_timeout(&config.listen, Duration::from_millis(200)).is_err() {

@@ -1,4 +1,4 @@
-//! The command line: `sidepanel serve | demo | check-config`.
+//! The command line: `sidepanel serve | demo | check-config | install | sessions`.
 //!
 //! Owns the clap definitions, turning flags and `SIDEPANEL_*` variables into config
 //! [`Overrides`] (plus `VENICE_API_KEY`, read here and never shown by clap), and [`describe`],
@@ -49,6 +49,67 @@ pub enum Command {
     ///
     /// Exits non-zero with a message naming the file and the key when something is wrong.
     CheckConfig(ServeArgs),
+    /// Wire OpenCode to the gateway: the sidepanel plugin and the venice provider's baseURL.
+    ///
+    /// Writes .opencode/plugins/sidepanel.js and sidepanel.json (install token, mode 0600) in
+    /// the project (or ~/.config/opencode/plugins/ with --global), and sets only
+    /// provider.venice.options.baseURL in opencode.jsonc/opencode.json, keeping comments and
+    /// everything else; the old file is saved as <file>.sidepanel-backup. Idempotent.
+    Install(InstallArgs),
+    /// List or export the stored sessions (read-only; works while `serve` runs).
+    ///
+    /// Reads the session store (store.path, default <data_dir>/sessions/sidepanel.db) with
+    /// the key from SIDEPANEL_PASSPHRASE or the key file. Exports never contain the Venice key.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+}
+
+/// `sidepanel sessions …`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum SessionsCommand {
+    /// List sessions, most recently active first.
+    List {
+        /// Show at most this many.
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        limit: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Export one session as JSON Lines (every stored update) or a Markdown summary.
+    Export {
+        /// The OpenCode session id (see `sidepanel sessions list`).
+        id: String,
+        /// jsonl or markdown.
+        #[arg(long, value_name = "FORMAT", default_value = "jsonl")]
+        format: String,
+        /// Write to this file instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+}
+
+/// Flags of `install`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct InstallArgs {
+    /// The OpenCode project to wire (default: the current directory).
+    #[arg(long, value_name = "DIR", conflicts_with = "global")]
+    pub project: Option<PathBuf>,
+    /// Wire the global OpenCode config ($XDG_CONFIG_HOME/opencode or ~/.config/opencode).
+    #[arg(long)]
+    pub global: bool,
+    /// Print the changes as a diff (token redacted) and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Gateway port to point OpenCode at (default: the port of the configured listen address).
+    #[arg(long, value_name = "N")]
+    pub port: Option<u16>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 /// Flags shared by every command; each also reads a `SIDEPANEL_*` variable.

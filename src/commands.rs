@@ -1,4 +1,4 @@
-//! What each subcommand does: `serve`, `demo`, `check-config`.
+//! What each subcommand does: `serve`, `demo`, `check-config`, `install`.
 //!
 //! Owns the glue between the parsed command line and the library: logging set-up, loading the
 //! configuration and handing it to [`crate::app`].
@@ -18,6 +18,10 @@ pub enum CommandError {
     App(#[from] app::AppError),
     #[error("demo: {0}")]
     Demo(std::io::Error),
+    #[error("install: {0}")]
+    Install(#[from] crate::install::InstallError),
+    #[error("sessions: {0}")]
+    Sessions(#[from] crate::store::cli::SessionsError),
 }
 
 /// Runs the parsed command to completion.
@@ -40,6 +44,12 @@ pub fn execute(cli: Cli) -> Result<(), CommandError> {
             // A closed stdout must not stop the demo: the banner is a courtesy.
             let _ = writeln!(std::io::stdout().lock(), "{}", crate::demo::banner(&config));
             app::run(&config, extra, Shutdown::new())?;
+        }
+        Command::Install(args) => {
+            crate::install::run(&args, &mut std::io::stdout().lock())?;
+        }
+        Command::Sessions(cmd) => {
+            crate::store::cli::run(&cmd, &mut std::io::stdout().lock())?;
         }
         Command::CheckConfig(args) => {
             let config = config::load(&args.overrides())?;

@@ -53,6 +53,7 @@ async fn a_429_with_retry_after_is_retried_once_after_the_wait() {
     assert_eq!(sim.observed().requests, 2);
     let state = requests_recorded(&gw, 1).await;
     assert_eq!(state.recent[0].retries, vec!["rate_limited"]);
+    assert_eq!(state.admission.retries.get("rate_limited"), Some(&1));
     assert_eq!(state.totals.errors, 0);
 }
 
@@ -223,6 +224,8 @@ async fn a_full_queue_gets_the_gateways_own_429() {
         metrics.contains("sidepanel_rejections_total{limit=\"queue\"} 1"),
         "{metrics}"
     );
+    let state = requests_recorded(&gw, 3).await;
+    assert_eq!(state.admission.rejections.get("queue"), Some(&1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,5 +287,109 @@ async fn a_burst_of_100_clients_on_a_small_limit_all_complete_or_get_the_gateway
         sim.observed().requests as usize,
         ok,
         "refused requests never reached Venice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_are_read_from_the_rate_limits_endpoint_at_start() {
+    let sim = simulator::spawn(SimConfig {
+        rpm: 7,
+        tpm: 7_000,
+        ..sim()
+    })
+    .await
+    .unwrap();
+    let mut cfg = config(&sim.base_url());
+    cfg.admission.limits_refresh = Some(Duration::from_secs(3600));
+    let gw = gateway(cfg).await;
+    let c = client();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let s: Value = c
+            .get(format!("http://{}/api/sidepanel/state", gw.addr))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let m = &s["admission"]["models"]["kimi-k2-5"];
+        if m["rpm"] == 7 && m["tpm"] == 7_000 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "limits never learned: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seen = sim.observed();
+    assert_eq!(
+        seen.last_path.as_deref(),
+        Some("/api/v1/api_keys/rate_limits")
+    );
+    assert_eq!(
+        seen.last_authorization.as_deref(),
+        Some(format!("Bearer {GATEWAY_KEY}").as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_guard_alerts_and_refuses_below_the_floor() {
+    let sim = simulator::spawn(SimConfig {
+        balance_usd: 0.5,
+        balance_diem: 0.0,
+        ..sim()
+    })
+    .await
+    .unwrap();
+    let mut cfg = config(&sim.base_url());
+    cfg.admission.budget.alert_usd_below = Some(2.0);
+    cfg.admission.budget.floor_usd = Some(1.0);
+    let gw = gateway(cfg).await;
+    let c = client();
+    let url = format!("{}/chat/completions", api(&gw));
+    // The balance is unknown until Venice's headers say it: the first request goes.
+    let first = c
+        .post(&url)
+        .json(&chat("kimi-k2-5", false, 8))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    first.bytes().await.unwrap();
+    eventually(&gw, "the USD alert firing", |s| {
+        s.alerts.usd_firing.then_some(())
+    })
+    .await;
+    let refused = c
+        .post(&url)
+        .json(&chat("kimi-k2-5", false, 8))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 402);
+    assert_eq!(refused.headers()["x-sidepanel-error"], "budget_floor");
+    let body: Value = refused.json().await.unwrap();
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("floor_usd"));
+    assert_eq!(
+        sim.observed().requests,
+        1,
+        "the refused request never reached Venice"
+    );
+    let metrics = c
+        .get(format!("http://{}/metrics", gw.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("sidepanel_balance_alert_firing{currency=\"usd\"} 1"),
+        "{metrics}"
     );
 }

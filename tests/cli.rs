@@ -31,6 +31,10 @@ impl Drop for Killed {
 fn serve_without_a_key_for_a_real_upstream_refuses_with_one_line() {
     let out = bin()
         .args(["serve", "--listen", &common::free_addr().to_string()])
+        .args([
+            "--data-dir",
+            tempfile::tempdir().unwrap().path().to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -104,6 +108,8 @@ fn demo_runs_without_a_key_and_serves_live_state() {
             &addr.to_string(),
             "--config",
             cfg.to_str().unwrap(),
+            "--data-dir",
+            dir.path().to_str().unwrap(),
         ])
         .env("SIDEPANEL_LOG", "warn")
         .stdout(Stdio::piped())
@@ -170,6 +176,7 @@ fn the_key_never_appears_in_trace_logs() {
         ))
         .unwrap();
     let addr = common::free_addr();
+    let data = tempfile::tempdir().unwrap();
     let child = bin()
         .args([
             "serve",
@@ -177,6 +184,8 @@ fn the_key_never_appears_in_trace_logs() {
             &addr.to_string(),
             "--upstream",
             &sim.base_url(),
+            "--data-dir",
+            data.path().to_str().unwrap(),
         ])
         .env("VENICE_API_KEY", secret)
         .env("SIDEPANEL_LOG", "trace")
@@ -211,6 +220,22 @@ fn the_key_never_appears_in_trace_logs() {
         };
         assert_eq!(resp.status(), 200, "the upstream accepted the injected key");
         resp.text().await.unwrap();
+        // The request is logged before it is recorded: wait for the record, then stop.
+        loop {
+            let s: serde_json::Value = c
+                .get(format!("http://{addr}/api/sidepanel/state"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if s["totals"]["requests"].as_u64().unwrap_or(0) >= 1 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never recorded");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     });
     drop(guard);
     let log = log.join().unwrap();

@@ -332,7 +332,7 @@ async fn an_oversized_chat_body_is_refused_with_413() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 413);
-    assert_eq!(resp.headers()["x-sidepanel-error"], "request");
+    assert_eq!(resp.headers()["x-sidepanel-error"], "body_too_large");
     assert!(
         up.requests.lock().await.is_empty(),
         "nothing reached the upstream"
@@ -374,4 +374,60 @@ async fn cost_is_computed_from_the_price_table_when_venice_sends_none() {
         cost.usd
     );
     assert!((state.totals.cost_usd - expected).abs() < 1e-12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unavailable_upstream_is_probed_and_its_recovery_announced() {
+    let up = raw::spawn(Arc::new(|n, _req: &[u8]| {
+        let (status, body): (u16, &[u8]) = if n < 3 {
+            (503, br#"{"error":"The model is at capacity"}"#)
+        } else {
+            (200, br#"{"object":"list","data":[]}"#)
+        };
+        vec![
+            Step::Write(head(
+                status,
+                "application/json",
+                &["x-venice-balance-usd: 9.5"],
+            )),
+            Step::Write(chunk(body)),
+            Step::Write(last_chunk()),
+        ]
+    }))
+    .await;
+    let mut cfg = config(&up.base_url());
+    cfg.admission.enabled = false; // one attempt each: three 503s in a row
+    let gw = gateway(cfg).await;
+    let c = client();
+    for _ in 0..3 {
+        let resp = c
+            .post(format!("{}/chat/completions", api(&gw)))
+            .json(&chat("kimi-k2-5", false, 8))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 503);
+        resp.bytes().await.unwrap();
+    }
+    let state = requests_recorded(&gw, 3).await;
+    assert_eq!(
+        state.upstream.status,
+        sidepanel::hub::state::UpstreamStatus::Unavailable
+    );
+    let shown: serde_json::Value = c
+        .get(format!("http://{}/api/sidepanel/state", gw.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["balance"]["usd"], 9.5, "the last balance is kept");
+    assert_eq!(shown["balance"]["stale"], true);
+    assert!(shown["balance"]["age_ms"].is_u64());
+    // No client traffic from here on: the probe finds the upstream back.
+    eventually(&gw, "recovery", |s| {
+        (s.upstream.status == sidepanel::hub::state::UpstreamStatus::Ok).then_some(())
+    })
+    .await;
 }

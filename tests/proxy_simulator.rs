@@ -237,8 +237,8 @@ async fn balance_and_rate_limits_are_read_into_state_and_metrics() {
         .await
         .unwrap();
     for needle in [
-        "sidepanel_requests_total{model=\"kimi-k2-5\",outcome=\"ok\",status=\"2xx\"} 1",
-        "sidepanel_balance{currency=\"usd\"}",
+        "sidepanel_requests_total{endpoint=\"chat_completions\",model=\"kimi-k2-5\",outcome=\"ok\",status=\"2xx\"} 1",
+        "sidepanel_balance_usd ",
         "sidepanel_ratelimit_remaining{kind=\"requests\",model=\"kimi-k2-5\"}",
         "sidepanel_tokens_total{kind=\"prompt\",model=\"kimi-k2-5\"}",
         "sidepanel_cost_usd_total{model=\"kimi-k2-5\"}",

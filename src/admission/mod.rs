@@ -5,6 +5,7 @@
 //! (waiting up to `max_wait`), should this failed attempt be retried and after how long. Nothing
 //! here touches the network or the hub; the proxy reports what it saw.
 
+pub mod budget;
 mod gate;
 pub mod retry;
 
@@ -42,6 +43,10 @@ pub struct AdmissionConfig {
     /// First backoff step; doubles per attempt, full jitter.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// How often `GET /api_keys/rate_limits` is read; `None` never.
+    pub limits_refresh: Option<Duration>,
+    /// Balance alerts and the hard floor.
+    pub budget: budget::BudgetConfig,
 }
 
 impl Default for AdmissionConfig {
@@ -57,6 +62,8 @@ impl Default for AdmissionConfig {
             max_attempts: 4,
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(8),
+            limits_refresh: Some(Duration::from_secs(300)),
+            budget: budget::BudgetConfig::default(),
         }
     }
 }
@@ -170,6 +177,36 @@ impl Admission {
     /// Sets limits learned from `GET /api_keys/rate_limits`.
     pub fn set_limits(&self, model: &str, rpm: Option<u64>, tpm: Option<u64>) {
         self.gate(model).observe((rpm, tpm), None);
+    }
+
+    /// Applies a `GET /api_keys/rate_limits` body (`data.rateLimits[].{apiModelId, rateLimits[]
+    /// .{type: RPM|TPM|RPD, amount}}`); returns how many models it set.
+    pub fn apply_rate_limits_response(&self, body: &[u8]) -> usize {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return 0;
+        };
+        let Some(models) = v["data"]["rateLimits"].as_array() else {
+            return 0;
+        };
+        let mut n = 0;
+        for m in models {
+            let Some(id) = m["apiModelId"].as_str() else {
+                continue;
+            };
+            let amount = |kind: &str| {
+                m["rateLimits"].as_array().and_then(|l| {
+                    l.iter()
+                        .find(|r| r["type"] == kind)
+                        .and_then(|r| r["amount"].as_u64())
+                })
+            };
+            let (rpm, tpm) = (amount("RPM"), amount("TPM"));
+            if rpm.is_some() || tpm.is_some() {
+                self.set_limits(id, rpm, tpm);
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Charges tokens a request used beyond its estimate.

@@ -9,6 +9,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 mod admission;
+mod ingest;
+mod store;
 
 use self::values::{
     duration, expand_path, non_negative, optional_duration, pick, positive_duration, pricing,
@@ -120,18 +122,22 @@ fn build(raw: &RawConfig, file: &Origin, ov: &Overrides) -> Result<Config, Confi
         ));
     }
 
+    let upstream = upstream(raw, file, ov)?;
+    let store = store::store(&raw.store, file, &data_dir, upstream.api_key.as_ref())?;
     Ok(Config {
         source: ov.config.clone(),
         listen,
         data_dir,
         threads: usize::try_from(threads).unwrap_or(1),
-        upstream: upstream(raw, file, ov)?,
+        upstream,
         limits: limits(raw, file)?,
         log: log(raw, file, ov)?,
         demo: demo(raw, file)?,
         pricing: pricing(&raw.pricing, file)?,
         lean: lean(raw, file)?,
         admission: admission::admission(&raw.admission, file)?,
+        ingest: ingest::ingest(&raw.ingest, file)?,
+        store,
     })
 }
 

@@ -118,6 +118,10 @@ pub struct Config {
     pub lean: LeanConfig,
     /// Rate limits, the wait queue and retries.
     pub admission: crate::admission::AdmissionConfig,
+    /// OpenCode plugin events (`[ingest]`, `POST /events`).
+    pub ingest: crate::ingest::IngestConfig,
+    /// Session storage (`[store]`).
+    pub store: crate::store::StoreConfig,
 }
 
 /// The supervised `lean-lsp-mcp` MCP server (`[lean]`), see `crate::lean`.

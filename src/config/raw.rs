@@ -45,6 +45,11 @@ pub(crate) mod defaults {
     pub const LEAN_DEBOUNCE: &str = "300ms";
     pub const LEAN_CALL_TIMEOUT: &str = "20s";
     pub const LEAN_RESTART_BACKOFF_MAX: &str = "30s";
+
+    /// 1 MiB.
+    pub const INGEST_MAX_BODY_BYTES: u64 = 1024 * 1024;
+    pub const INGEST_MAX_EVENTS: u64 = 1000;
+    pub const INGEST_PLUGIN_SILENT_AFTER: &str = "60s";
 }
 
 /// The whole file. Every field is optional; a missing one takes its default.
@@ -71,6 +76,22 @@ pub(crate) struct RawConfig {
     pub lean: RawLean,
     #[serde(default)]
     pub admission: RawAdmission,
+    #[serde(default)]
+    pub ingest: RawIngest,
+    #[serde(default)]
+    pub store: RawStore,
+}
+
+/// `[ingest]`: OpenCode plugin events on `POST /events`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub(crate) struct RawIngest {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: Option<u64>,
+    /// Most events in one batch.
+    pub max_events: Option<u64>,
+    /// Proxied OpenCode traffic without a plugin event for this long raises an alert.
+    pub plugin_silent_after: Option<String>,
 }
 
 /// `[upstream]`: where and how Venice is reached.
@@ -137,9 +158,23 @@ pub(crate) struct RawAdmission {
     pub max_attempts: Option<u64>,
     pub backoff_base: Option<String>,
     pub backoff_max: Option<String>,
+    /// `GET /api_keys/rate_limits` period; `"off"` disables it.
+    pub limits_refresh: Option<String>,
     /// `[admission.models."<model id>"]`.
     #[serde(default)]
     pub models: BTreeMap<String, RawModelLimits>,
+    /// `[admission.budget]`.
+    #[serde(default)]
+    pub budget: RawBudget,
+}
+
+/// Balance alerts and the hard floor; all off unless set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub(crate) struct RawBudget {
+    pub alert_diem_below: Option<f64>,
+    pub alert_usd_below: Option<f64>,
+    pub floor_usd: Option<f64>,
 }
 
 /// Per-model limits per window.
@@ -169,6 +204,24 @@ pub(crate) struct RawPrice {
     pub output: Option<f64>,
     pub cache_input: Option<f64>,
     pub cache_write: Option<f64>,
+}
+
+/// `[store]`: session storage (encrypted SQLite event log, snapshots, retention).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub(crate) struct RawStore {
+    pub enabled: Option<bool>,
+    /// Database file; `""` = `<data_dir>/sessions/sidepanel.db`.
+    pub path: Option<String>,
+    /// Random key file used without `SIDEPANEL_PASSPHRASE`; `""` = `<data_dir>/store.key`.
+    pub key_file: Option<String>,
+    pub snapshot_every: Option<u64>,
+    /// Humantime duration; `"0ms"` commits every update at once.
+    pub flush_interval: Option<String>,
+    /// `0` keeps everything.
+    pub retention_days: Option<u64>,
+    /// `0` = no size bound.
+    pub max_bytes: Option<u64>,
 }
 
 /// `[lean]`: the supervised lean-lsp-mcp MCP server.

@@ -72,6 +72,13 @@ pub struct RequestCtx {
     pub admitted: bool,
     /// A WebSocket upgrade relayed to the internal WebSocket server.
     pub ws: bool,
+    /// Timings for the metrics (see [`RequestCtx::overhead`]): gateway time before the first
+    /// upstream attempt, admission wait excluded; when the upstream body ended; time spent
+    /// scanning chunks; when the first streamed event arrived. All since `started`.
+    pub pre_upstream: Option<Duration>,
+    pub upstream_done: Option<Duration>,
+    pub scan_time: Duration,
+    pub first_event: Option<Duration>,
 }
 
 impl RequestCtx {
@@ -102,6 +109,10 @@ impl RequestCtx {
             refusal: None,
             admitted: false,
             ws: false,
+            pre_upstream: None,
+            upstream_done: None,
+            scan_time: Duration::ZERO,
+            first_event: None,
         }
     }
 
@@ -127,8 +138,41 @@ impl RequestCtx {
         };
     }
 
+    /// An upstream attempt starts: the first one ends the gateway's time before upstream.
+    pub fn mark_upstream_start(&mut self) {
+        if self.pre_upstream.is_none() {
+            let before = self.started.elapsed().saturating_sub(self.queue_wait);
+            self.pre_upstream = Some(before);
+        }
+    }
+
+    /// The gateway's own time on this request, for `sidepanel_gateway_overhead_seconds`:
+    /// before the first upstream attempt (admission wait excluded), scanning response chunks,
+    /// and after the upstream's last byte. `None` when no upstream attempt was made.
+    pub fn overhead(&self) -> Option<Duration> {
+        let before = self.pre_upstream?;
+        let after = match self.upstream_done {
+            Some(done) => self.started.elapsed().saturating_sub(done),
+            None => Duration::ZERO,
+        };
+        Some(before + self.scan_time + after)
+    }
+
     /// Scans one response chunk without holding it.
     pub fn scan_chunk(&mut self, chunk: &Bytes, max_json: usize) {
+        let scan_started = Instant::now();
+        self.scan_chunk_inner(chunk, max_json);
+        if self.first_event.is_none() {
+            if let BodyScan::Sse(s) = &self.scan {
+                if s.events() > 0 {
+                    self.first_event = Some(self.started.elapsed());
+                }
+            }
+        }
+        self.scan_time += scan_started.elapsed();
+    }
+
+    fn scan_chunk_inner(&mut self, chunk: &Bytes, max_json: usize) {
         self.response_bytes += chunk.len() as u64;
         match &mut self.scan {
             BodyScan::Sse(s) => s.feed(chunk),

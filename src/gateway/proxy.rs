@@ -39,6 +39,8 @@ pub struct Gateway {
     admission: Arc<Admission>,
     /// The internal WebSocket listener `/ws` is proxied to.
     ws_addr: SocketAddr,
+    /// OpenCode plugin events (`/events`).
+    ingest: Arc<crate::ingest::Ingest>,
 }
 
 impl Gateway {
@@ -49,8 +51,10 @@ impl Gateway {
         limits: LimitsConfig,
         admission: Arc<Admission>,
         ws_addr: SocketAddr,
+        ingest: Arc<crate::ingest::Ingest>,
     ) -> Self {
         Self {
+            ingest,
             upstream,
             hub,
             metrics,
@@ -155,8 +159,7 @@ impl Gateway {
     ) -> Result<bool> {
         ctx.rejected = true;
         ctx.status = Some(status);
-        let body = error_body(message, code);
-        routes::write(session, status, "application/json", body).await?;
+        routes::write_error(session, status, code, message).await?;
         Ok(true)
     }
 }
@@ -184,6 +187,10 @@ impl ProxyHttp for Gateway {
             ctx.ws = true;
             return Ok(false);
         }
+        if path == crate::ingest::EVENTS_PATH {
+            crate::ingest::handle(session, &self.ingest).await?;
+            return Ok(true);
+        }
         if !is_proxied(&path) {
             routes::serve(session, &self.hub, &self.metrics, &self.admission).await?;
             return Ok(true);
@@ -200,6 +207,16 @@ impl ProxyHttp for Gateway {
         if ctx.hold_body && declared_length(req).is_some_and(|n| n > max) {
             let msg = format!("request body larger than limits.max_request_body_bytes ({max})");
             return self.refuse(session, ctx, 413, &msg, "body_too_large").await;
+        }
+        if req.method == http::Method::POST {
+            let budget = self.admission.config().budget;
+            if let Some((total, floor)) = self.hub.with_state(|s| budget.below_floor(&s.balance)) {
+                let msg = format!(
+                    "balance {total:.2} is below admission.budget.floor_usd ({floor:.2}); \
+                     new requests are refused until it recovers"
+                );
+                return self.refuse(session, ctx, 402, &msg, "budget_floor").await;
+            }
         }
         if ctx.hold_body {
             self.peek_chat(session, ctx).await?;
@@ -222,6 +239,7 @@ impl ProxyHttp for Gateway {
             return Ok(Box::new(peer));
         }
         ctx.attempts += 1;
+        ctx.mark_upstream_start();
         if let Some(wait) = ctx.retry_delay.take() {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -394,11 +412,14 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
         if let Some(chunk) = body {
             ctx.scan_chunk(chunk, self.limits.max_scan_body_bytes);
+        }
+        if end_of_stream {
+            ctx.upstream_done = Some(ctx.started.elapsed());
         }
         Ok(None)
     }
@@ -453,6 +474,16 @@ impl ProxyHttp for Gateway {
             return; // a local route
         }
         let record = ctx.finish(e);
+        let (ttft, overhead) = (ctx.first_event, ctx.overhead());
+        let model = record.model.as_deref();
+        self.metrics
+            .observe_timing(model, record.streamed, ttft, overhead);
+        if let (Some(model), Some(usage)) = (&record.model, &record.usage) {
+            if ctx.admitted {
+                self.admission
+                    .reconcile(model, ctx.estimate, usage.total_tokens);
+            }
+        }
         tracing::info!(
             method = %record.method,
             path = %record.path,

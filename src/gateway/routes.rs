@@ -1,5 +1,5 @@
 //! Routes the gateway answers itself: `/healthz`, `/metrics`, `/api/sidepanel/state` and the
-//! placeholder page at `/`.
+//! browser dashboard at `/` and `/assets/*` (embedded by `build.rs`).
 //!
 //! Owns deciding whether a path is proxied or local, and writing local responses (JSON errors in
 //! the OpenAI shape, so clients show them well).
@@ -56,7 +56,7 @@ pub async fn serve(
             write(session, 200, "application/json", body.into()).await
         }
         "/metrics" => {
-            metrics.observe_admission(&admission.views());
+            metrics.observe_scrape(hub, &admission.views());
             let body = metrics.render();
             write(session, 200, "text/plain; version=0.0.4", body.into()).await
         }
@@ -67,31 +67,71 @@ pub async fn serve(
                 .into_iter()
                 .map(|(model, view)| (model, json!(view)))
                 .collect();
-            state["admission"] = json!({"models": gates});
+            state["admission"]["models"] = json!(gates);
             let body = state.to_string();
             write(session, 200, "application/json", body.into()).await
         }
-        "/" | "/index.html" => {
-            write(
-                session,
-                200,
-                "text/html; charset=utf-8",
-                Bytes::from_static(PAGE),
-            )
-            .await
-        }
-        _ => {
-            let body = error_body(&format!("no such route: {path}"), "not_found");
-            write(session, 404, "application/json", body).await
-        }
+        _ => match dashboard_asset(&path) {
+            Some((content_type, body, cache)) => {
+                let body = Bytes::from_static(body);
+                write_with(session, 200, content_type, cache, true, body).await
+            }
+            None => {
+                let body = error_body(&format!("no such route: {path}"), "not_found");
+                write(session, 404, "application/json", body).await
+            }
+        },
     }
 }
+
+// The browser dashboard (dashboards/web), built and embedded by build.rs: `DASHBOARD_ASSETS`.
+include!(concat!(env!("OUT_DIR"), "/dashboard_assets.rs"));
+
+/// The dashboard file at `path`: content type, bytes and cache policy. `/` is the page (always
+/// revalidated, so a new binary's page is picked up); `/assets/*` names carry a content hash, so
+/// browsers keep them.
+fn dashboard_asset(path: &str) -> Option<(&'static str, &'static [u8], &'static str)> {
+    let path = if path == "/" { "/index.html" } else { path };
+    let immutable = path.starts_with("/assets/");
+    if path != "/index.html" && !immutable {
+        return None;
+    }
+    let (_, content_type, body) = DASHBOARD_ASSETS.iter().find(|(p, _, _)| *p == path)?;
+    let cache = if immutable {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    Some((content_type, body, cache))
+}
+
+/// Headers on dashboard files: the page loads only its own scripts and talks only to its own
+/// origin, and may not be framed by another site.
+const DASHBOARD_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+    img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 /// An error body in the OpenAI shape, marked as the gateway's own.
 pub fn error_body(message: &str, code: &str) -> Bytes {
     json!({"error": {"message": format!("sidepanel: {message}"), "type": "sidepanel_error", "code": code}})
         .to_string()
         .into()
+}
+
+/// Writes the gateway's own JSON error with `x-sidepanel-error: <code>`.
+pub async fn write_error(
+    session: &mut Session,
+    status: u16,
+    code: &str,
+    message: &str,
+) -> Result<()> {
+    let body = error_body(message, code);
+    let mut resp = ResponseHeader::build(status, Some(4))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    resp.insert_header(ERROR_HEADER, code)?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await
 }
 
 /// Writes a complete local response.
@@ -101,10 +141,28 @@ pub async fn write(
     content_type: &str,
     body: Bytes,
 ) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(4))?;
+    write_with(session, status, content_type, "no-store", false, body).await
+}
+
+/// Writes a complete local response with a cache policy, and the dashboard's security headers
+/// when `dashboard`.
+async fn write_with(
+    session: &mut Session,
+    status: u16,
+    content_type: &str,
+    cache_control: &str,
+    dashboard: bool,
+    body: Bytes,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(7))?;
     resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    resp.insert_header(http::header::CACHE_CONTROL, cache_control)?;
+    if dashboard {
+        resp.insert_header(http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")?;
+        resp.insert_header(http::header::CONTENT_SECURITY_POLICY, DASHBOARD_CSP)?;
+        resp.insert_header(http::header::REFERRER_POLICY, "no-referrer")?;
+    }
     if status >= 400 {
         let code = if status == 404 { "route" } else { "request" };
         resp.insert_header(ERROR_HEADER, code)?;
@@ -118,16 +176,3 @@ pub async fn write(
     }
     Ok(())
 }
-
-/// Until the dashboard lands (issue 7): a page that shows the live state JSON.
-const PAGE: &[u8] = br#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>opencode-sidepanel</title>
-<style>body{font:14px system-ui,sans-serif;margin:2em;background:#111;color:#ddd}pre{background:#1b1b1b;padding:1em;overflow:auto}</style>
-</head><body><h1>opencode-sidepanel</h1>
-<p>Live gateway state (refreshes every second). Metrics: <a href="/metrics">/metrics</a>.</p>
-<pre id="state">loading...</pre>
-<script>
-async function tick(){try{const r=await fetch('/api/sidepanel/state');document.getElementById('state').textContent=JSON.stringify(await r.json(),null,2)}catch(e){document.getElementById('state').textContent='gateway unreachable: '+e}}
-tick();setInterval(tick,1000);
-</script></body></html>
-"#;

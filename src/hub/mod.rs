@@ -24,7 +24,7 @@ use crate::pricing::PriceTable;
 use crate::util::epoch_ms;
 pub use state::State;
 use update::UpdateLog;
-pub use update::{Since, StateUpdate, UpdateSource, UpdateType};
+pub use update::{Since, Sink, StateUpdate, Stored, UpdateSource, UpdateType};
 
 /// Messages from producers (proxy, Lean, ingest) to the hub.
 #[derive(Debug)]
@@ -47,6 +47,8 @@ pub enum HubEvent {
         currency: state::AlertCurrency,
         below: Option<f64>,
     },
+    /// OpenCode plugin events accepted by `crate::ingest` (or its settings).
+    Opencode(crate::ingest::OpencodeMessage),
 }
 
 /// Events the hub queue holds before producers start dropping (and counting) them.
@@ -113,6 +115,43 @@ impl HubHandle {
     pub fn since(&self, sequence: u64) -> Since {
         self.shared.read().log.since(sequence)
     }
+
+    /// The gateway's metrics, for components that report to them (ws, ingest, store).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Live update subscribers (the WebSocket clients).
+    pub fn subscribers(&self) -> usize {
+        self.shared.read().log.subscribers()
+    }
+
+    /// Events waiting in the hub's queue.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Replaces the whole state with `state` (a time-travel restore) and publishes it as one
+    /// `snapshot` update whose payload is the full state plus `restored_from` (what was
+    /// restored). History is not rewritten: the restore is a new update with a new sequence,
+    /// which it returns.
+    pub fn adopt(&self, mut state: State, restored_from: serde_json::Value) -> u64 {
+        let now = epoch_ms(SystemTime::now());
+        let mut guard = self.shared.write();
+        let Shared {
+            state: current,
+            log,
+        } = &mut *guard;
+        state.sequence = log.last() + 1;
+        let mut payload = serde_json::to_value(&state).unwrap_or_else(|_| json!({}));
+        if let serde_json::Value::Object(map) = &mut payload {
+            map.insert("restored_from".into(), restored_from);
+        }
+        *current = state;
+        let sequence = log.publish(UpdateType::Snapshot, UpdateSource::User, now, payload);
+        current.sequence = sequence;
+        sequence
+    }
 }
 
 /// The hub's consuming side; run it with [`Hub::run`].
@@ -127,10 +166,22 @@ pub struct Hub {
 impl Hub {
     /// Creates the hub and the handle producers use.
     pub fn new(metrics: Arc<Metrics>, pricing: Arc<RwLock<PriceTable>>) -> (Self, HubHandle) {
+        Self::resume(metrics, pricing, 0, State::default())
+    }
+
+    /// Creates the hub starting from a stored `state` whose last update was `sequence` (the
+    /// session store's recovery point), so sequences continue across restarts.
+    pub fn resume(
+        metrics: Arc<Metrics>,
+        pricing: Arc<RwLock<PriceTable>>,
+        sequence: u64,
+        mut state: State,
+    ) -> (Self, HubHandle) {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        state.sequence = sequence;
         let shared = Arc::new(RwLock::new(Shared {
-            state: State::default(),
-            log: UpdateLog::new(0),
+            state,
+            log: UpdateLog::new(sequence),
         }));
         let handle = HubHandle {
             tx,
@@ -147,28 +198,48 @@ impl Hub {
         (hub, handle)
     }
 
-    /// Applies events until every producer is gone or `shutdown` flips to true.
+    /// Sends every update from now on to `sink` too (the session store; lossless, in order).
+    /// Set it before the hub runs so no update is missed.
+    pub fn set_sink(&self, sink: Sink) {
+        self.shared.write().log.set_sink(sink);
+    }
+
+    /// Applies events until every producer is gone or `shutdown` flips to true. On the way out
+    /// the sink is closed, so the store knows it has received every update.
     pub async fn run(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut rx = self.rx.lock().await;
         loop {
             tokio::select! {
                 ev = rx.recv() => match ev {
                     Some(ev) => self.apply(ev),
-                    None => return,
+                    None => break,
                 },
                 _ = shutdown.changed() => {
                     // Drain what is already queued, then stop.
                     while let Ok(ev) = rx.try_recv() {
                         self.apply(ev);
                     }
-                    return;
+                    break;
                 }
             }
         }
+        let mut shared = self.shared.write();
+        let Shared { state, log } = &mut *shared;
+        log.checkpoint(state, true);
+        log.close_sink();
     }
 
     /// Applies one event and publishes the updates it causes (public for tests and benches).
     pub fn apply(&self, event: HubEvent) {
+        let before = self.shared.read().log.last();
+        self.metrics.publishing(before + 1);
+        self.apply_event(event);
+        if let Since::Updates(published) = self.shared.read().log.since(before) {
+            self.metrics.published(&published);
+        }
+    }
+
+    fn apply_event(&self, event: HubEvent) {
         let now = epoch_ms(SystemTime::now());
         match event {
             HubEvent::Headers { model, headers, at } => {
@@ -181,6 +252,21 @@ impl Hub {
                     let payload = json!({"balance": state.balance});
                     log.publish(UpdateType::Balance, UpdateSource::Venice, now, payload);
                 }
+                for (currency, firing) in &changes.alerts {
+                    let payload = json!({
+                        "currency": currency,
+                        "firing": firing,
+                        "balance": state.balance,
+                        "alerts": state.alerts,
+                    });
+                    if *firing {
+                        tracing::warn!(?currency, balance = ?state.balance, "balance below the alert threshold");
+                    } else {
+                        tracing::info!(?currency, "balance back above the alert threshold");
+                    }
+                    log.publish(UpdateType::Alert, UpdateSource::Gateway, now, payload);
+                }
+                let firing = (state.alerts.diem_firing, state.alerts.usd_firing);
                 if let Some(m) = changes.limits {
                     let payload = json!({"model": m, "limits": state.rate_limits.get(&m)});
                     log.publish(UpdateType::RateLimit, UpdateSource::Venice, now, payload);
@@ -188,6 +274,7 @@ impl Hub {
                 state.sequence = log.last();
                 drop(guard);
                 self.metrics.observe_headers(&key, &headers);
+                self.metrics.set_alerts_firing(firing);
             }
             HubEvent::Request(mut record) => {
                 self.fill_cost(&mut record);
@@ -195,6 +282,7 @@ impl Hub {
                 let Shared { state, log } = &mut *guard;
                 let key = state.model_key(record.model.as_deref());
                 let health_changed = state.apply_request(&record);
+                let opencode = crate::ingest::apply::on_request(state, &record, SystemTime::now());
                 let session = record
                     .session_id
                     .as_ref()
@@ -210,6 +298,9 @@ impl Hub {
                 if health_changed {
                     let payload = json!({"upstream": state.upstream});
                     log.publish(UpdateType::Health, UpdateSource::Gateway, now, payload);
+                }
+                for (kind, source, payload) in opencode {
+                    log.publish(kind, source, now, payload);
                 }
                 state.sequence = log.last();
                 let up = state.upstream.status != state::UpstreamStatus::Unavailable;
@@ -238,8 +329,21 @@ impl Hub {
                 let payload = json!({"currency": currency, "below": below, "alerts": state.alerts});
                 state.sequence = log.publish(UpdateType::Alert, UpdateSource::User, now, payload);
             }
+            HubEvent::Opencode(msg) => {
+                let mut guard = self.shared.write();
+                let Shared { state, log } = &mut *guard;
+                for (kind, source, payload) in crate::ingest::apply::apply(state, msg) {
+                    log.publish(kind, source, now, payload);
+                }
+                state.sequence = log.last();
+            }
         }
+        // A full-state checkpoint for the session store every so many updates.
+        let mut guard = self.shared.write();
+        let Shared { state, log } = &mut *guard;
+        log.checkpoint(state, false);
     }
+
     fn fill_cost(&self, r: &mut RequestRecord) {
         if r.cost.is_some() {
             r.cost_source = CostSource::Upstream;

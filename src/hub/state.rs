@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::gateway::headers::{LimitWindow, VeniceHeaders};
 use crate::gateway::record::{Outcome, RequestRecord};
@@ -24,32 +24,37 @@ pub const MAX_MODELS: usize = 64;
 pub const UNAVAILABLE_AFTER: u32 = 3;
 
 /// Last known balance.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Balance {
     pub diem: Option<f64>,
     pub usd: Option<f64>,
     pub vcu: Option<f64>,
-    #[serde(with = "crate::util::opt_epoch_ms")]
+    #[serde(with = "crate::store::compat::opt_epoch_ms")]
     pub observed_at: Option<SystemTime>,
     /// True while the upstream is unavailable or the value is older than [`STALE_AFTER`].
     pub stale: bool,
+    /// Age of the value when the state was read, in milliseconds.
+    pub age_ms: Option<u64>,
 }
 
 /// A balance older than this is marked stale.
 pub const STALE_AFTER: Duration = Duration::from_secs(15 * 60);
 
 /// Rate-limit headroom of one model.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ModelLimits {
     pub requests: LimitWindow,
     pub tokens: LimitWindow,
     pub limit_type: Option<String>,
-    #[serde(with = "crate::util::opt_epoch_ms")]
+    #[serde(with = "crate::store::compat::opt_epoch_ms")]
     pub observed_at: Option<SystemTime>,
 }
 
 /// Running totals for a model or a session.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Totals {
     pub requests: u64,
     pub errors: u64,
@@ -64,7 +69,7 @@ pub struct Totals {
 }
 
 impl Totals {
-    fn add(&mut self, usage: Option<&Usage>, cost: Option<&Cost>, failed: bool) {
+    pub(crate) fn add(&mut self, usage: Option<&Usage>, cost: Option<&Cost>, failed: bool) {
         self.requests += 1;
         self.errors += u64::from(failed);
         if let Some(u) = usage {
@@ -83,17 +88,20 @@ impl Totals {
 }
 
 /// Usage of one OpenCode session.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionUsage {
     #[serde(flatten)]
     pub totals: Totals,
     pub models: BTreeMap<String, Totals>,
-    #[serde(with = "crate::util::epoch_ms_serde")]
+    #[serde(with = "crate::store::compat::epoch_ms")]
     pub last_active: SystemTime,
+    /// What the OpenCode plugin reported about this session (see `crate::ingest`).
+    #[serde(default)]
+    pub opencode: crate::ingest::OpencodeSession,
 }
 
 /// Upstream health, derived from request outcomes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpstreamStatus {
     #[default]
@@ -103,13 +111,14 @@ pub enum UpstreamStatus {
     Unavailable,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct UpstreamHealth {
     pub status: UpstreamStatus,
     pub consecutive_failures: u32,
-    #[serde(with = "crate::util::opt_epoch_ms")]
+    #[serde(with = "crate::store::compat::opt_epoch_ms")]
     pub last_ok_at: Option<SystemTime>,
-    #[serde(with = "crate::util::opt_epoch_ms")]
+    #[serde(with = "crate::store::compat::opt_epoch_ms")]
     pub last_failure_at: Option<SystemTime>,
     pub last_error: Option<String>,
 }
@@ -123,16 +132,60 @@ pub enum AlertCurrency {
 }
 
 /// Alert thresholds the user set (WebSocket `setAlert`); `None` = no alert.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Alerts {
     /// Alert when the Diem balance falls below this.
     pub diem_below: Option<f64>,
     /// Alert when the USD balance falls below this.
     pub usd_below: Option<f64>,
+    /// The Diem alert is firing (balance below its threshold).
+    pub diem_firing: bool,
+    /// The USD alert is firing.
+    pub usd_firing: bool,
+}
+
+impl Alerts {
+    /// Re-evaluates both alerts against `balance`; returns the ones whose firing state changed.
+    pub fn evaluate(&mut self, balance: &Balance) -> Vec<(AlertCurrency, bool)> {
+        let mut changed = Vec::new();
+        for (currency, below, value, firing) in [
+            (
+                AlertCurrency::Diem,
+                self.diem_below,
+                balance.diem,
+                &mut self.diem_firing,
+            ),
+            (
+                AlertCurrency::Usd,
+                self.usd_below,
+                balance.usd,
+                &mut self.usd_firing,
+            ),
+        ] {
+            let now_firing = matches!((below, value), (Some(t), Some(v)) if v < t);
+            if now_firing != *firing {
+                *firing = now_firing;
+                changed.push((currency, now_firing));
+            }
+        }
+        changed
+    }
+}
+
+/// Admission outcomes by reason (`/api/sidepanel/state` adds the live gates as `models`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AdmissionTotals {
+    /// Retried attempts by reason: `rate_limited`, `unavailable`, `connect`.
+    pub retries: BTreeMap<String, u64>,
+    /// Requests the gateway refused, by limit: `requests`, `tokens`, `queue`.
+    pub rejections: BTreeMap<String, u64>,
 }
 
 /// The whole aggregate.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct State {
     /// Sequence of the last [`crate::hub::update::StateUpdate`] applied.
     pub sequence: u64,
@@ -147,6 +200,10 @@ pub struct State {
     pub proof: BTreeMap<String, serde_json::Value>,
     /// Balance alert thresholds.
     pub alerts: Alerts,
+    /// Retries and the gateway's own refusals since start, by reason.
+    pub admission: AdmissionTotals,
+    /// The OpenCode plugin's liveness and the "plugin silent" alert (see `crate::ingest`).
+    pub plugin: crate::ingest::PluginStatus,
 }
 
 /// What a header observation changed.
@@ -155,6 +212,8 @@ pub struct HeaderChanges {
     pub balance: bool,
     /// The model key whose limits changed.
     pub limits: Option<String>,
+    /// Alerts that started or stopped firing.
+    pub alerts: Vec<(AlertCurrency, bool)>,
 }
 
 impl State {
@@ -173,6 +232,7 @@ impl State {
             b.usd = h.balance_usd.or(b.usd);
             b.vcu = h.balance_vcu.or(b.vcu);
             b.observed_at = Some(at);
+            changes.alerts = self.alerts.evaluate(&self.balance);
         }
         let has_limits = h.requests != LimitWindow::default() || h.tokens != LimitWindow::default();
         if has_limits {
@@ -210,6 +270,20 @@ impl State {
             }
         }
         self.apply_health(record);
+        for reason in &record.retries {
+            *self
+                .admission
+                .retries
+                .entry(reason.to_string())
+                .or_default() += 1;
+        }
+        if let Some(limit) = record.limited {
+            let key = serde_json::to_value(limit)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            *self.admission.rejections.entry(key).or_default() += 1;
+        }
         if self.recent.len() == RECENT_REQUESTS {
             self.recent.pop_front();
         }
@@ -223,15 +297,17 @@ impl State {
             AlertCurrency::Diem => self.alerts.diem_below = below,
             AlertCurrency::Usd => self.alerts.usd_below = below,
         }
+        self.alerts.evaluate(&self.balance);
     }
 
     /// Marks derived flags (staleness) as of `now`; called before the state is shown.
     pub fn refresh(&mut self, now: SystemTime) {
-        let old = self
+        let age = self
             .balance
             .observed_at
-            .and_then(|t| now.duration_since(t).ok())
-            .is_some_and(|age| age > STALE_AFTER);
+            .map(|t| now.duration_since(t).unwrap_or_default());
+        self.balance.age_ms = age.map(|a| a.as_millis() as u64);
+        let old = age.is_some_and(|age| age > STALE_AFTER);
         self.balance.stale = self.balance.observed_at.is_some()
             && (old || self.upstream.status == UpstreamStatus::Unavailable);
     }
@@ -258,7 +334,9 @@ impl State {
         }
     }
 
-    fn touch_session(&mut self, sid: &str, at: SystemTime) {
+    /// Creates or refreshes the session `sid`, dropping the least recently active one when
+    /// [`MAX_SESSIONS`] are held.
+    pub(crate) fn touch_session(&mut self, sid: &str, at: SystemTime) {
         if !self.sessions.contains_key(sid) && self.sessions.len() >= MAX_SESSIONS {
             let oldest = self
                 .sessions
@@ -276,6 +354,7 @@ impl State {
                 totals: Totals::default(),
                 models: BTreeMap::new(),
                 last_active: at,
+                opencode: Default::default(),
             });
         s.last_active = s.last_active.max(at);
     }

@@ -4,12 +4,18 @@
 //! catch up (`since`), and the broadcast to live subscribers. A subscriber that falls more than
 //! [`BROADCAST_CAPACITY`] updates behind is told it lagged and resyncs from a full state; it never
 //! slows the hub or the other subscribers.
+//!
+//! Besides the broadcast, every update also goes to an optional [`Sink`], an unbounded channel
+//! that is never lossy: the session store drains it to persist the whole history
+//! (`crate::store`). The sink is fed under the hub's lock, so it sees exactly the published
+//! order with no gaps; every `checkpoint_every` updates it also gets a copy of the whole state
+//! ([`Stored::Checkpoint`]), which the store keeps as a snapshot.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use serde::Serialize;
-use tokio::sync::broadcast;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
 
 /// Updates kept for `since` requests.
 pub const HISTORY: usize = 4096;
@@ -17,7 +23,7 @@ pub const HISTORY: usize = 4096;
 pub const BROADCAST_CAPACITY: usize = 1024;
 
 /// What part of the state an update changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpdateType {
     /// OpenCode session lifecycle and totals.
@@ -39,7 +45,7 @@ pub enum UpdateType {
 }
 
 /// Where an update came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpdateSource {
     Opencode,
@@ -50,7 +56,7 @@ pub enum UpdateSource {
 }
 
 /// One change to the state, as the seed defines it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StateUpdate {
     #[serde(rename = "type")]
     pub kind: UpdateType,
@@ -62,11 +68,42 @@ pub struct StateUpdate {
     pub source: UpdateSource,
 }
 
+/// What the hub hands the session store, in publish order.
+#[derive(Debug)]
+pub enum Stored {
+    /// A published update.
+    Update(Arc<StateUpdate>),
+    /// The whole state right after the last update sent (its `sequence` says which).
+    Checkpoint(Box<super::State>),
+}
+
+/// The lossless consumer of every published update (the session store's writer).
+#[derive(Debug, Clone)]
+pub struct Sink {
+    tx: mpsc::UnboundedSender<Stored>,
+    /// A [`Stored::Checkpoint`] every this many updates (0: never).
+    checkpoint_every: u64,
+}
+
+impl Sink {
+    pub fn new(tx: mpsc::UnboundedSender<Stored>, checkpoint_every: u64) -> Self {
+        Self {
+            tx,
+            checkpoint_every,
+        }
+    }
+}
+
 /// Sequencing, history and broadcast.
 pub struct UpdateLog {
     next: u64,
     history: VecDeque<Arc<StateUpdate>>,
     tx: broadcast::Sender<Arc<StateUpdate>>,
+    sink: Option<Sink>,
+    /// The sink's receiver went away; logged once.
+    sink_lost: bool,
+    /// Updates sent to the sink since its last checkpoint.
+    since_checkpoint: u64,
 }
 
 /// The answer to "what happened after sequence N?".
@@ -85,7 +122,47 @@ impl UpdateLog {
             next: start + 1,
             history: VecDeque::with_capacity(HISTORY),
             tx,
+            sink: None,
+            sink_lost: false,
+            since_checkpoint: 0,
         }
+    }
+
+    /// Sends every update published from now on to `sink` as well (never dropped).
+    pub fn set_sink(&mut self, sink: Sink) {
+        self.sink = Some(sink);
+        self.sink_lost = false;
+        self.since_checkpoint = 0;
+    }
+
+    /// Sends `state` to the sink as a checkpoint when one is due (or `force`), stamped with
+    /// the last sequence. Call it with the state all published updates produced.
+    pub fn checkpoint(&mut self, state: &super::State, force: bool) {
+        let Some(sink) = &self.sink else { return };
+        let due = sink.checkpoint_every > 0 && self.since_checkpoint >= sink.checkpoint_every;
+        if !(due || (force && self.since_checkpoint > 0)) {
+            return;
+        }
+        self.since_checkpoint = 0;
+        let mut copy = state.clone();
+        copy.sequence = self.last();
+        self.send(Stored::Checkpoint(Box::new(copy)));
+    }
+
+    fn send(&mut self, item: Stored) {
+        if let Some(sink) = &self.sink {
+            if sink.tx.send(item).is_err() && !self.sink_lost {
+                self.sink_lost = true;
+                tracing::error!(
+                    "the update sink (session store) is gone; updates are no longer persisted"
+                );
+            }
+        }
+    }
+
+    /// Drops the sink, so its receiver sees the end of the stream (after the hub's final drain).
+    pub fn close_sink(&mut self) {
+        self.sink = None;
     }
 
     /// The sequence of the last update (0 before any).
@@ -114,6 +191,10 @@ impl UpdateLog {
             self.history.pop_front();
         }
         self.history.push_back(update.clone());
+        if self.sink.is_some() {
+            self.since_checkpoint += 1;
+            self.send(Stored::Update(update.clone()));
+        }
         // No subscribers is fine.
         let _ = self.tx.send(update);
         sequence

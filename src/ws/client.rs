@@ -282,6 +282,7 @@ impl Conn<'_> {
         match self.tx.try_send(Message::Text(text)) {
             Ok(()) => {
                 self.feed.floor = u.sequence;
+                self.server.hub.metrics().ws_update_sent(u);
                 Ok(())
             }
             Err(TrySendError::Full(_)) => {

@@ -16,6 +16,7 @@ use super::rpc::{RpcError, LEAN_FAILED, LEAN_UNAVAILABLE, NOT_AVAILABLE};
 use super::LeanCommands;
 use crate::hub::state::AlertCurrency;
 use crate::hub::{HubEvent, HubHandle, Since};
+use crate::store::{ExportFormat, RestoreTarget, StoreError, StoreHandle};
 use crate::util::epoch_ms;
 
 /// Longest file path `lean.check` accepts, in bytes.
@@ -42,6 +43,35 @@ impl Reply {
 pub struct Methods {
     hub: HubHandle,
     lean: Option<Arc<dyn LeanCommands>>,
+    store: Option<StoreHandle>,
+}
+
+/// Most timeline points one `timeline` call returns.
+pub const MAX_TIMELINE: usize = 5000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RestoreParams {
+    #[serde(default)]
+    snapshot_id: Option<i64>,
+    #[serde(default)]
+    sequence: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TimelineParams {
+    session_id: String,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ExportParams {
+    session_id: String,
+    #[serde(default)]
+    format: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,7 +115,16 @@ fn nullable<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
 
 impl Methods {
     pub fn new(hub: HubHandle, lean: Option<Arc<dyn LeanCommands>>) -> Self {
-        Self { hub, lean }
+        Self {
+            hub,
+            lean,
+            store: None,
+        }
+    }
+
+    /// Attaches the session store that `restore`, `timeline` and `exportSession` use.
+    pub fn set_store(&mut self, store: StoreHandle) {
+        self.store = Some(store);
     }
 
     pub fn set_lean(&mut self, lean: Arc<dyn LeanCommands>) {
@@ -139,11 +178,68 @@ impl Methods {
                 parse::<NoParams>(method, params)?;
                 self.lean(|l| l.restart()).await
             }
-            "restore" | "timeline" | "exportSession" => Err(RpcError::new(
-                NOT_AVAILABLE,
-                "not available yet: session storage is not enabled",
-            )),
+            "restore" | "timeline" | "exportSession" => {
+                let Some(store) = &self.store else {
+                    return Err(RpcError::new(
+                        NOT_AVAILABLE,
+                        "not available yet: session storage is not enabled",
+                    ));
+                };
+                self.stored(store, method, params).await.map(Reply::plain)
+            }
             other => Err(RpcError::method_not_found(other)),
+        }
+    }
+
+    /// `restore`, `timeline`, `exportSession`: the session store's methods.
+    async fn stored(
+        &self,
+        store: &StoreHandle,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<Value, RpcError> {
+        let failed = |e: StoreError| match e {
+            StoreError::NoSuchSession(_)
+            | StoreError::NoSuchSnapshot(_)
+            | StoreError::OutOfRange { .. } => RpcError::invalid_params(method, e),
+            other => RpcError::internal(other),
+        };
+        match method {
+            "restore" => {
+                let p: RestoreParams = parse(method, params)?;
+                let target = match (p.snapshot_id, p.sequence) {
+                    (Some(id), None) => RestoreTarget::Snapshot(id),
+                    (None, Some(seq)) => RestoreTarget::Sequence(seq),
+                    _ => {
+                        return Err(RpcError::invalid_params(
+                            method,
+                            "give exactly one of `snapshotId` and `sequence`",
+                        ))
+                    }
+                };
+                let r = store.restore(target, &self.hub).await.map_err(failed)?;
+                Ok(json!({
+                    "sequence": r.sequence,
+                    "restored": r.restored,
+                    "snapshotId": r.snapshot_id,
+                    "messageId": r.message_id,
+                }))
+            }
+            "timeline" => {
+                let p: TimelineParams = parse(method, params)?;
+                let limit = p.limit.unwrap_or(500).min(MAX_TIMELINE);
+                let points = store.timeline(&p.session_id, limit).await.map_err(failed)?;
+                Ok(json!({"sessionId": p.session_id, "points": points}))
+            }
+            _ => {
+                let p: ExportParams = parse(method, params)?;
+                let name = p.format.as_deref().unwrap_or("jsonl");
+                let format: ExportFormat = name
+                    .parse()
+                    .map_err(|e: String| RpcError::invalid_params(method, e))?;
+                let content = store.export(&p.session_id, format).await.map_err(failed)?;
+                Ok(json!({"sessionId": p.session_id, "format": name, "content": content}))
+            }
         }
     }
 

@@ -102,6 +102,12 @@ impl WsServer {
         self
     }
 
+    /// Attaches the session store that `restore`, `timeline` and `exportSession` use.
+    pub fn with_store(mut self, store: crate::store::StoreHandle) -> Self {
+        self.methods.set_store(store);
+        self
+    }
+
     /// Serves until shutdown on an already-bound listener. Open connections are closed with
     /// 1001 "going away" at shutdown.
     pub async fn serve(

@@ -33,7 +33,15 @@ pub fn config(upstream: &str) -> Config {
     };
     let mut c = config::load(&overrides).expect("test config is valid");
     c.upstream.models_refresh = None;
+    c.admission.limits_refresh = None;
     c.lean.enabled = false;
+    // Keep the install token and any database out of the user's real data dir.
+    c.data_dir = tempfile::Builder::new()
+        .prefix("sidepanel-test")
+        .tempdir()
+        .expect("temp dir")
+        .keep();
+    c.store = sidepanel::store::StoreConfig::in_dir(&c.data_dir);
     c.threads = 1;
     c
 }

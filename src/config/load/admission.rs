@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 
-use super::values::positive_duration;
+use super::values::{non_negative, optional_duration, positive_duration};
+use crate::admission::budget::BudgetConfig;
 use crate::admission::AdmissionConfig;
 use crate::config::error::{ConfigError, Origin};
 use crate::config::raw::RawAdmission;
@@ -15,6 +16,10 @@ fn count(file: &Origin, key: &str, value: Option<u64>, default: u32) -> Result<u
             .filter(|v| *v > 0)
             .ok_or_else(|| ConfigError::invalid(file, key, format!("{v} must be 1..=4294967295"))),
     }
+}
+
+fn money(file: &Origin, key: &str, value: Option<f64>) -> Result<Option<f64>, ConfigError> {
+    value.map(|v| non_negative(file, key, v)).transpose()
 }
 
 pub(super) fn admission(raw: &RawAdmission, file: &Origin) -> Result<AdmissionConfig, ConfigError> {
@@ -59,5 +64,22 @@ pub(super) fn admission(raw: &RawAdmission, file: &Origin) -> Result<AdmissionCo
         )?,
         backoff_base: dur("admission.backoff_base", &raw.backoff_base, d.backoff_base)?,
         backoff_max: dur("admission.backoff_max", &raw.backoff_max, d.backoff_max)?,
+        budget: BudgetConfig {
+            alert_diem_below: money(
+                file,
+                "admission.budget.alert_diem_below",
+                raw.budget.alert_diem_below,
+            )?,
+            alert_usd_below: money(
+                file,
+                "admission.budget.alert_usd_below",
+                raw.budget.alert_usd_below,
+            )?,
+            floor_usd: money(file, "admission.budget.floor_usd", raw.budget.floor_usd)?,
+        },
+        limits_refresh: match &raw.limits_refresh {
+            Some(text) => optional_duration(file, "admission.limits_refresh", text)?,
+            None => d.limits_refresh,
+        },
     })
 }

@@ -1,0 +1,70 @@
+// The top bar (connection, upstream health, Diem reset countdown, sequence) and the banner shown
+// while the gateway is unreachable.
+
+import { fmtAge, fmtClock, fmtTime } from "./format";
+import { nextUtcMidnight } from "./projection";
+import { RETRY_MS } from "./rpc";
+import type { Store } from "./store";
+
+export function connLabel(store: Store): { text: string; tone: string } {
+  const c = store.conn;
+  switch (c.status) {
+    case "connected":
+      return { text: "Connected", tone: "ok" };
+    case "connecting":
+      return { text: "Connecting…", tone: "warn" };
+    case "reconnecting":
+      return { text: `Reconnecting… (attempt ${c.attempts + 1})`, tone: "warn" };
+    case "disconnected": {
+      const left = c.nextRetryAt ? Math.min(RETRY_MS / 1000, Math.max(0, Math.ceil((c.nextRetryAt - Date.now()) / 1000))) : RETRY_MS / 1000;
+      return { text: `Disconnected · retry in ${left}s`, tone: "bad" };
+    }
+  }
+}
+
+export function Header({ store, now, onHelp }: { store: Store; now: number; onHelp: () => void }) {
+  const conn = connLabel(store);
+  const up = store.state?.upstream;
+  const upTone = up?.status === "ok" ? "ok" : up?.status === "degraded" ? "warn" : up?.status === "unavailable" ? "bad" : "dim";
+  return (
+    <header class="top">
+      <div class="brand">
+        <span class="logo" aria-hidden="true" />
+        sidepanel
+      </div>
+      <span class={`pill ${conn.tone}`} data-testid="conn-status" data-status={store.conn.status} role="status" aria-live="polite">
+        <span class="led" />
+        {conn.text}
+      </span>
+      {up && (
+        <span class={`pill ${upTone}`} title={up.last_error ? `last error: ${up.last_error}` : "Venice upstream health"} data-testid="upstream">
+          Venice {up.status}
+        </span>
+      )}
+      <span class="spacer" />
+      <span class="top-item" title="time until Venice resets the daily Diem allocation (00:00 UTC)">
+        <span class="dim">reset</span> <span class="mono">{fmtClock(nextUtcMidnight(now) - now)}</span>
+      </span>
+      <span class="top-item narrow-hide dim mono" title="sequence of the last update applied" data-testid="sequence">
+        #{store.sequence}
+      </span>
+      <button class="icon" onClick={onHelp} title="keyboard shortcuts (?)" aria-label="keyboard shortcuts">
+        ?
+      </button>
+    </header>
+  );
+}
+
+export function ConnBanner({ store, now }: { store: Store; now: number }) {
+  const c = store.conn;
+  if (c.status === "connected" || (c.status === "connecting" && c.attempts === 0)) return null;
+  const last = c.lastMessageAt;
+  return (
+    <div class="banner warn" role="alert" data-testid="conn-banner">
+      <strong>{c.status === "reconnecting" ? "Reconnecting to the gateway…" : "Disconnected from the gateway."}</strong>{" "}
+      Retrying every {RETRY_MS / 1000} s{c.attempts ? ` (${c.attempts} failed)` : ""}.{" "}
+      {last != null ? `Data shown is from ${fmtTime(last)} (${fmtAge(now - last)} old).` : "No data yet."}
+      {c.error ? <span class="dim"> {c.error}</span> : null}
+    </div>
+  );
+}

@@ -1,0 +1,294 @@
+//! Ingest of OpenCode plugin events: `POST /events` with the seed's
+//! `PluginEvent { event, timestamp, data }` or a JSON array of them.
+//!
+//! Owns the public face: [`Ingest`] (access checks, size and schema validation, handing the
+//! accepted events to the hub, `.lean` edits to the Lean component), [`IngestConfig`],
+//! [`IngestError`] (every 4xx with its JSON body) and [`load_or_create_token`]. Inside:
+//! `access` (Host/Origin/token), [`event`] (schema → typed events), [`session`] (per-session
+//! OpenCode state), [`apply`] (state changes and the plugin-silent alert, run by the hub) and
+//! `http` ([`handle`], the pingora adapter the gateway's `request_filter` calls).
+
+mod access;
+pub mod apply;
+pub mod event;
+mod fields;
+mod http;
+pub mod session;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::hub::{HubEvent, HubHandle};
+use crate::lean::LeanControl;
+pub use access::{host_name, load_or_create_token, Access, TOKEN_FILE, TOKEN_HEADER};
+pub use apply::{OpencodeBatch, OpencodeMessage, PluginStatus, DEFAULT_SILENT_AFTER};
+pub use event::{Kind, OcTokens, SessionEvent};
+pub use http::handle;
+pub use session::OpencodeSession;
+
+/// The path the plugin posts to.
+pub const EVENTS_PATH: &str = "/events";
+
+/// Settings of the ingest (`[ingest]` in the config file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestConfig {
+    /// Largest request body accepted (default 1 MiB).
+    pub max_body_bytes: usize,
+    /// Most events in one batch (default 1000).
+    pub max_events: usize,
+    /// Proxied session traffic without a plugin event for this long raises the
+    /// "plugin silent" alert (default 60 s).
+    pub plugin_silent_after: Duration,
+}
+
+/// Default [`IngestConfig::max_body_bytes`]: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Default [`IngestConfig::max_events`].
+pub const DEFAULT_MAX_EVENTS: usize = 1000;
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_events: DEFAULT_MAX_EVENTS,
+            plugin_silent_after: DEFAULT_SILENT_AFTER,
+        }
+    }
+}
+
+/// Why a request to `/events` was refused; each maps to a status and a JSON body.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum IngestError {
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("missing or wrong token (send Authorization: Bearer <token> or x-sidepanel-token)")]
+    Unauthorized,
+    #[error("only POST is allowed on /events")]
+    MethodNotAllowed,
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    #[error("body larger than ingest.max_body_bytes ({0} bytes)")]
+    TooLarge(usize),
+    #[error("more than ingest.max_events ({0}) events in one batch")]
+    TooManyEvents(usize),
+    #[error("malformed JSON: {0}")]
+    Malformed(String),
+    #[error("no valid event: {}", .0.first().map_or("empty", |(_, e)| e.as_str()))]
+    Schema(Vec<(usize, String)>),
+}
+
+impl IngestError {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Forbidden(_) => 403,
+            Self::Unauthorized => 401,
+            Self::MethodNotAllowed => 405,
+            Self::UnsupportedMediaType => 415,
+            Self::TooLarge(_) | Self::TooManyEvents(_) => 413,
+            Self::Malformed(_) => 400,
+            Self::Schema(_) => 422,
+        }
+    }
+
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Forbidden(_) => "forbidden",
+            Self::Unauthorized => "unauthorized",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::TooLarge(_) => "body_too_large",
+            Self::TooManyEvents(_) => "too_many_events",
+            Self::Malformed(_) => "malformed_json",
+            Self::Schema(_) => "invalid_event",
+        }
+    }
+
+    /// The JSON body: the gateway's error shape, plus the rejected events for a 422.
+    pub fn body(&self) -> Bytes {
+        let mut v = json!({"error": {
+            "message": format!("sidepanel: {self}"),
+            "type": "sidepanel_error",
+            "code": self.code(),
+        }});
+        if let Self::Schema(list) = self {
+            v["rejected"] = rejected_json(list);
+        }
+        v.to_string().into()
+    }
+}
+
+/// What a successful `POST /events` did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Accepted {
+    pub accepted: usize,
+    /// Events refused by the schema (index in the batch, reason); the others were accepted.
+    pub rejected: Vec<(usize, String)>,
+}
+
+impl Accepted {
+    /// The 202 body.
+    pub fn body(&self) -> Bytes {
+        json!({"accepted": self.accepted, "rejected": rejected_json(&self.rejected)})
+            .to_string()
+            .into()
+    }
+}
+
+fn rejected_json(list: &[(usize, String)]) -> Value {
+    list.iter()
+        .map(|(i, e)| json!({"index": i, "error": e}))
+        .collect()
+}
+
+/// The ingest endpoint's logic, shared by every connection.
+pub struct Ingest {
+    hub: HubHandle,
+    config: IngestConfig,
+    access: Access,
+    lean: Option<Arc<dyn LeanControl>>,
+}
+
+impl Ingest {
+    /// An ingest feeding `hub`, accepting requests that carry `token`. Tells the hub the
+    /// plugin-silent interval.
+    pub fn new(hub: HubHandle, config: IngestConfig, token: String) -> Self {
+        hub.send(HubEvent::Opencode(OpencodeMessage::Settings {
+            silent_after: config.plugin_silent_after,
+        }));
+        Self {
+            hub,
+            config,
+            access: Access::new(token, Vec::new()),
+            lean: None,
+        }
+    }
+
+    /// The gateway's ingest: the install token from `<data_dir>/token` (created on first run),
+    /// `[ingest]` settings, the listen address as an allowed host, and `.lean` edits to `lean`.
+    /// Returns the token too, for the WebSocket server.
+    pub fn for_gateway(
+        hub: HubHandle,
+        config: &crate::config::Config,
+        lean: Arc<dyn LeanControl>,
+    ) -> std::io::Result<(Self, String)> {
+        let token = load_or_create_token(&config.data_dir)?;
+        let ingest = Self::new(hub, config.ingest.clone(), token.clone())
+            .with_allowed_hosts(vec![config.listen.to_string()])
+            .with_lean(lean);
+        Ok((ingest, token))
+    }
+
+    /// Hosts accepted in `Host`/`Origin` besides loopback names (e.g. the listen address).
+    pub fn with_allowed_hosts(mut self, hosts: Vec<String>) -> Self {
+        self.access = self.access.with_hosts(hosts);
+        self
+    }
+
+    /// The Lean component that edited `.lean` files are handed to.
+    pub fn with_lean(mut self, lean: Arc<dyn LeanControl>) -> Self {
+        self.lean = Some(lean);
+        self
+    }
+
+    pub fn config(&self) -> &IngestConfig {
+        &self.config
+    }
+
+    /// Checks a request's method and headers before its body is read.
+    pub fn check_head(
+        &self,
+        method: &::http::Method,
+        headers: &::http::HeaderMap,
+    ) -> Result<(), IngestError> {
+        self.access.check(headers)?;
+        if method != ::http::Method::POST {
+            return Err(IngestError::MethodNotAllowed);
+        }
+        let json_type = headers
+            .get(::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+        if !json_type {
+            return Err(IngestError::UnsupportedMediaType);
+        }
+        let declared = headers
+            .get(::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.config.max_body_bytes as u64) {
+            return Err(IngestError::TooLarge(self.config.max_body_bytes));
+        }
+        Ok(())
+    }
+
+    /// Validates a complete body and hands the valid events to the hub.
+    pub fn accept(&self, body: &[u8]) -> Result<Accepted, IngestError> {
+        if body.len() > self.config.max_body_bytes {
+            return Err(IngestError::TooLarge(self.config.max_body_bytes));
+        }
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| IngestError::Malformed(e.to_string()))?;
+        let items = match value {
+            Value::Array(items) => items,
+            v @ Value::Object(_) => vec![v],
+            _ => {
+                let e = "expected an event object or an array of them".to_owned();
+                return Err(IngestError::Schema(vec![(0, e)]));
+            }
+        };
+        if items.len() > self.config.max_events {
+            return Err(IngestError::TooManyEvents(self.config.max_events));
+        }
+        let mut events = Vec::with_capacity(items.len());
+        let mut rejected = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match event::parse(item) {
+                Ok(ev) => events.push(ev),
+                Err(e) => rejected.push((i, e)),
+            }
+        }
+        if events.is_empty() && !rejected.is_empty() {
+            return Err(IngestError::Schema(rejected));
+        }
+        for (i, e) in &rejected {
+            tracing::debug!(index = i, error = %e, "plugin event rejected");
+        }
+        self.check_lean(&events);
+        let accepted = events.len();
+        self.hub
+            .send(HubEvent::Opencode(OpencodeMessage::Batch(OpencodeBatch {
+                received_at: SystemTime::now(),
+                events,
+            })));
+        Ok(Accepted { accepted, rejected })
+    }
+
+    /// Hands each edited `.lean` file to the Lean component (which debounces bursts).
+    fn check_lean(&self, events: &[SessionEvent]) {
+        let Some(lean) = &self.lean else { return };
+        for ev in events {
+            let file = match &ev.kind {
+                Kind::FileEdited(f) => f,
+                Kind::Tool {
+                    file: Some(f),
+                    failed: false,
+                    ..
+                } => f,
+                _ => continue,
+            };
+            if !file.ends_with(".lean") {
+                continue;
+            }
+            if let Err(e) = lean.check(file, None) {
+                tracing::debug!(error = %e, "lean check of an edited file not started");
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! What the store reads from an update besides its payload: which OpenCode session it belongs
+//! to, whether it is a point worth offering on the timeline, its label, and whether it is a
+//! checkpoint trigger (`session.idle`).
+//!
+//! Conventions for producers (the ingest side): a session update names its session in
+//! `payload.session` (a string; also accepted: `session_id`, `sessionID`, `sessionId`,
+//! `session.id`), the OpenCode events it applied in `payload.events` (names, e.g.
+//! `"session.idle"`) or `payload.event`, and the OpenCode message it maps to in
+//! `payload.message_id` (also `messageID`), which a restore can hand to OpenCode's revert API.
+
+use serde_json::Value;
+
+use crate::hub::{StateUpdate, UpdateType};
+
+fn str_at<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a str> {
+    keys.iter()
+        .find_map(|k| v.get(*k).and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
+}
+
+/// The OpenCode session an update belongs to, if any (global updates have none).
+pub fn session_of(u: &StateUpdate) -> Option<&str> {
+    let p = &u.payload;
+    match u.kind {
+        UpdateType::Usage => p.get("request").and_then(|r| str_at(r, &["session_id"])),
+        _ => str_at(p, &["session", "session_id", "sessionID", "sessionId"])
+            .or_else(|| p.get("session").and_then(|s| str_at(s, &["id"]))),
+    }
+}
+
+/// The OpenCode message an update maps to, if any.
+pub fn message_of(u: &StateUpdate) -> Option<&str> {
+    str_at(&u.payload, &["message_id", "messageID", "messageId"])
+}
+
+/// The OpenCode event names an update carries (`events: [...]` or `event`).
+fn events(u: &StateUpdate) -> Vec<&str> {
+    match u.payload.get("events").and_then(Value::as_array) {
+        Some(list) => list.iter().filter_map(Value::as_str).collect(),
+        None => str_at(&u.payload, &["event"]).into_iter().collect(),
+    }
+}
+
+/// Whether the update says an OpenCode session went idle (a checkpoint).
+pub fn is_idle(u: &StateUpdate) -> bool {
+    u.kind == UpdateType::Session && events(u).contains(&"session.idle")
+}
+
+/// Whether the update is a finished proxied request.
+pub fn is_request(u: &StateUpdate) -> bool {
+    u.kind == UpdateType::Usage
+}
+
+/// Short human label for the timeline and the Markdown export.
+pub fn label(u: &StateUpdate) -> String {
+    let p = &u.payload;
+    match u.kind {
+        UpdateType::Usage => {
+            let r = p.get("request").unwrap_or(&Value::Null);
+            let model = str_at(r, &["model"]).unwrap_or("unknown model");
+            let tokens = r
+                .get("usage")
+                .and_then(|u| u.get("total_tokens"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let outcome = str_at(r, &["outcome"]).unwrap_or("?");
+            let cost = r
+                .get("cost")
+                .and_then(|c| c.get("usd"))
+                .and_then(Value::as_f64);
+            match cost {
+                Some(usd) => format!("{model}: {tokens} tokens, ${usd:.4} ({outcome})"),
+                None => format!("{model}: {tokens} tokens ({outcome})"),
+            }
+        }
+        UpdateType::Session => {
+            let names = events(u);
+            if names.is_empty() {
+                "session update".to_owned()
+            } else {
+                names.join(", ")
+            }
+        }
+        UpdateType::Snapshot => "restored an earlier state".to_owned(),
+        UpdateType::Balance => "balance".to_owned(),
+        UpdateType::RateLimit => format!(
+            "rate limits of {}",
+            str_at(p, &["model"]).unwrap_or("a model")
+        ),
+        UpdateType::Health => "upstream health changed".to_owned(),
+        UpdateType::Proof => format!("proof state of {}", str_at(p, &["file"]).unwrap_or("?")),
+        UpdateType::Alert => "alert".to_owned(),
+    }
+}
+
+/// The `type` column value (the update's serialised type name).
+pub fn type_name(kind: UpdateType) -> &'static str {
+    match kind {
+        UpdateType::Session => "session",
+        UpdateType::Usage => "usage",
+        UpdateType::Balance => "balance",
+        UpdateType::RateLimit => "rate_limit",
+        UpdateType::Health => "health",
+        UpdateType::Proof => "proof",
+        UpdateType::Snapshot => "snapshot",
+        UpdateType::Alert => "alert",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::hub::UpdateSource;
+
+    fn update(kind: UpdateType, payload: Value) -> StateUpdate {
+        StateUpdate {
+            kind,
+            timestamp: 1,
+            sequence: 1,
+            payload,
+            source: UpdateSource::Opencode,
+        }
+    }
+
+    #[test]
+    fn sessions_and_idle_points_are_found() {
+        let u = update(
+            UpdateType::Usage,
+            json!({"request": {"session_id": "ses_a", "model": "m", "usage": {"total_tokens": 7}, "outcome": "ok"}}),
+        );
+        assert_eq!(session_of(&u), Some("ses_a"));
+        assert_eq!(label(&u), "m: 7 tokens (ok)");
+        let idle = update(
+            UpdateType::Session,
+            json!({"events": ["message.updated", "session.idle"], "session": "ses_b", "messageID": "msg_1"}),
+        );
+        assert_eq!(session_of(&idle), Some("ses_b"));
+        assert_eq!(message_of(&idle), Some("msg_1"));
+        assert!(is_idle(&idle));
+        assert_eq!(label(&idle), "message.updated, session.idle");
+        let global = update(UpdateType::Balance, json!({"balance": {}}));
+        assert_eq!(session_of(&global), None);
+        assert!(!is_idle(&global));
+    }
+
+    #[test]
+    fn type_names_match_serde() {
+        for kind in [
+            UpdateType::Session,
+            UpdateType::Usage,
+            UpdateType::Balance,
+            UpdateType::RateLimit,
+            UpdateType::Health,
+            UpdateType::Proof,
+            UpdateType::Snapshot,
+            UpdateType::Alert,
+        ] {
+            assert_eq!(json!(kind), json!(type_name(kind)));
+        }
+    }
+}

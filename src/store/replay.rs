@@ -1,0 +1,148 @@
+//! Rebuilding a [`State`] from stored updates: [`State::apply_update`].
+//!
+//! Replay must end in exactly the state the hub had after publishing the same updates, so each
+//! update type is applied from what its payload carries:
+//!
+//! | type | payload | replay |
+//! | --- | --- | --- |
+//! | `usage` | `{request, model, model_totals, session_totals, totals}` | `apply_request(request)` and the ingest's `on_request` — the same pure functions the hub ran, on the record after the hub filled in its cost |
+//! | `balance` | `{balance}` | replace `balance` |
+//! | `rate_limit` | `{model, limits}` | replace `rate_limits[model]` |
+//! | `health` | `{upstream}` | replace `upstream` |
+//! | `proof` | `{file, state}` | replace `proof[file]` |
+//! | `alert` | `{…, alerts?, plugin?}` | replace `alerts` / `plugin` when present |
+//! | `snapshot` | the whole state (+ `restored_from`) | replace everything |
+//! | `session` | `{session, opencode, totals, last_active?, plugin?}` | create/refresh the session (as `touch_session`), replace its `opencode` and totals; `plugin` when present |
+//!
+//! A producer that adds an update type or changes what a payload carries must extend this
+//! table; `tests/store_replay.rs` drives the real hub with random events and fails when replay
+//! and the live state differ. Whatever replay cannot rebuild is corrected at the next
+//! checkpoint (the hub sends its exact state every `snapshot_every` updates, and the writer
+//! logs which fields differed).
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::StoreError;
+use crate::gateway::record::RequestRecord;
+use crate::hub::state::{Alerts, Balance, ModelLimits, Totals, UpstreamHealth};
+use crate::hub::{State, StateUpdate, UpdateType};
+use crate::ingest::{OpencodeSession, PluginStatus};
+use crate::util::from_epoch_ms;
+
+fn field<'a>(u: &'a StateUpdate, name: &str) -> Result<&'a Value, StoreError> {
+    u.payload.get(name).ok_or_else(|| {
+        StoreError::decode(
+            format!("update {}", u.sequence),
+            format!("its payload has no `{name}`"),
+        )
+    })
+}
+
+fn parse<'a, T: Deserialize<'a>>(u: &StateUpdate, v: &'a Value) -> Result<T, StoreError> {
+    T::deserialize(v).map_err(|e| StoreError::decode(format!("update {}", u.sequence), e))
+}
+
+impl State {
+    /// Applies one stored update, as the hub did when it published it. The state's `sequence`
+    /// becomes the update's.
+    pub fn apply_update(&mut self, u: &StateUpdate) -> Result<(), StoreError> {
+        match u.kind {
+            UpdateType::Usage => {
+                // Exactly what the hub does with a finished request; the updates the ingest
+                // step returns were published (and are replayed) on their own.
+                let record: RequestRecord = parse(u, field(u, "request")?)?;
+                self.apply_request(&record);
+                crate::ingest::apply::on_request(self, &record, from_epoch_ms(u.timestamp));
+            }
+            UpdateType::Balance => self.balance = parse::<Balance>(u, field(u, "balance")?)?,
+            UpdateType::RateLimit => {
+                let model: String = parse(u, field(u, "model")?)?;
+                match parse::<Option<ModelLimits>>(u, field(u, "limits")?)? {
+                    Some(limits) => {
+                        self.rate_limits.insert(model, limits);
+                    }
+                    None => {
+                        self.rate_limits.remove(&model);
+                    }
+                }
+            }
+            UpdateType::Health => {
+                self.upstream = parse::<UpstreamHealth>(u, field(u, "upstream")?)?;
+            }
+            UpdateType::Proof => {
+                let file: String = parse(u, field(u, "file")?)?;
+                self.proof.insert(file, field(u, "state")?.clone());
+            }
+            UpdateType::Alert => {
+                if let Some(v) = u.payload.get("alerts") {
+                    self.alerts = parse::<Alerts>(u, v)?;
+                }
+                self.apply_plugin(u)?;
+            }
+            UpdateType::Snapshot => *self = State::from_json(&u.payload, u.sequence)?,
+            UpdateType::Session => {
+                self.apply_plugin(u)?;
+                self.apply_session(u)?;
+            }
+        }
+        self.sequence = u.sequence;
+        Ok(())
+    }
+
+    fn apply_plugin(&mut self, u: &StateUpdate) -> Result<(), StoreError> {
+        if let Some(v) = u.payload.get("plugin") {
+            self.plugin = parse::<PluginStatus>(u, v)?;
+        }
+        Ok(())
+    }
+
+    fn apply_session(&mut self, u: &StateUpdate) -> Result<(), StoreError> {
+        let Some(id) = u.payload.get("session").and_then(serde_json::Value::as_str) else {
+            return Ok(());
+        };
+        let at = match u.payload.get("last_active") {
+            Some(v) => from_epoch_ms(parse::<u64>(u, v)?),
+            None => from_epoch_ms(u.timestamp),
+        };
+        self.touch_session(id, at);
+        let opencode = u
+            .payload
+            .get("opencode")
+            .map(|v| parse::<OpencodeSession>(u, v))
+            .transpose()?;
+        let totals = u
+            .payload
+            .get("totals")
+            .map(|v| parse::<Totals>(u, v))
+            .transpose()?;
+        if let Some(s) = self.sessions.get_mut(id) {
+            if let Some(o) = opencode {
+                s.opencode = o;
+            }
+            if let Some(t) = totals {
+                s.totals = t;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a whole state (a snapshot, or a `snapshot` update's payload) at `sequence`.
+    pub fn from_json(v: &Value, sequence: u64) -> Result<State, StoreError> {
+        let mut state = State::deserialize(v)
+            .map_err(|e| StoreError::decode(format!("the state at sequence {sequence}"), e))?;
+        state.sequence = sequence;
+        Ok(state)
+    }
+}
+
+/// Folds `updates` (in sequence order) onto `state`.
+pub fn replay<'a>(
+    state: &mut State,
+    updates: impl IntoIterator<Item = &'a StateUpdate>,
+) -> Result<(), StoreError> {
+    for u in updates {
+        state.apply_update(u)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,360 @@
+//! The writer thread and its supervision: [`StoreTask`], the background unit named `store`.
+//!
+//! One dedicated OS thread (`sidepanel-store`) owns the [`Writer`]; it runs a small
+//! current-thread tokio runtime only to wait on its inputs: the hub's sink (updates), commands
+//! from [`super::StoreHandle`], the flush deadline and the retention timer. Updates are
+//! batched: the first one of a batch starts the `flush_interval` clock, and the batch commits
+//! when it runs out or [`MAX_BATCH`] updates are waiting, in one transaction. A failed commit
+//! (disk full, I/O error) keeps the batch in memory and retries with backoff (1 s doubling to
+//! 30 s); nothing is dropped. After each commit the `committed` watch moves to the last stored
+//! sequence.
+//!
+//! The thread starts with [`super::Store::start`], so the store works without pingora
+//! (tests, benches). [`StoreTask::run`] watches it: a panic in the thread ends the run with an
+//! error (logged by the supervisor as `store`), and the next run starts a new thread on the same
+//! writer and channels, so no update is lost. At shutdown the task — or
+//! [`super::StoreHandle::close`] — asks the thread to drain whatever is queued, commit, write a
+//! `shutdown` snapshot and stop.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use parking_lot::{Condvar, Mutex};
+use pingora::server::ShutdownWatch;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::error::StoreError;
+use super::retention::{Retention, RetentionReport};
+use super::writer::{SnapshotInfo, SnapshotReason, Writer};
+use crate::hub::Stored;
+use crate::services::{stopped, Task};
+
+/// Most updates committed in one transaction.
+pub const MAX_BATCH: usize = 4096;
+/// How often retention runs (also once at start).
+pub const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Requests to the writer thread.
+pub(super) enum Command {
+    Snapshot {
+        reason: SnapshotReason,
+        reply: oneshot::Sender<Result<SnapshotInfo, StoreError>>,
+    },
+    Retain {
+        reply: oneshot::Sender<Result<RetentionReport, StoreError>>,
+    },
+    PutSecret {
+        name: String,
+        value: zeroize::Zeroizing<Vec<u8>>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Drain, commit, snapshot, stop.
+    Stop,
+}
+
+/// Everything the thread owns; handed back when it ends so a new thread can go on.
+pub(super) struct Parts {
+    pub writer: Writer,
+    pub updates: mpsc::UnboundedReceiver<Stored>,
+    pub commands: mpsc::UnboundedReceiver<Command>,
+    pub committed: watch::Sender<u64>,
+    pub flush_interval: Duration,
+    pub retention: Retention,
+    /// Held while the writer exists.
+    pub _lock: super::WriterLock,
+}
+
+/// Where the writer thread is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Phase {
+    Running,
+    /// Panicked; a new run may start it again.
+    Failed(String),
+    /// Stopped on request.
+    Finished,
+}
+
+/// The thread's shared bookkeeping.
+pub(super) struct Runner {
+    slot: Mutex<Option<Parts>>,
+    phase: Mutex<Phase>,
+    cond: Condvar,
+    phase_tx: watch::Sender<Phase>,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl Runner {
+    pub fn new(parts: Parts, commands: mpsc::UnboundedSender<Command>) -> Arc<Self> {
+        Arc::new(Self {
+            slot: Mutex::new(Some(parts)),
+            phase: Mutex::new(Phase::Failed("not started".into())),
+            cond: Condvar::new(),
+            phase_tx: watch::channel(Phase::Failed("not started".into())).0,
+            commands,
+        })
+    }
+
+    fn set(&self, phase: Phase) {
+        *self.phase.lock() = phase.clone();
+        self.cond.notify_all();
+        self.phase_tx.send_replace(phase);
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase.lock().clone()
+    }
+
+    /// Starts the writer thread on the parts in the slot.
+    pub fn spawn(self: &Arc<Self>) -> Result<(), String> {
+        if self.slot.lock().is_none() {
+            return Err("the writer is already running".into());
+        }
+        self.set(Phase::Running);
+        let me = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("sidepanel-store".into())
+            .spawn(move || {
+                let Some(mut parts) = me.slot.lock().take() else {
+                    return;
+                };
+                let phase = thread_main(&mut parts);
+                if phase == Phase::Finished {
+                    // Stopped for good: close the database and release the writer lock.
+                    drop(parts);
+                } else {
+                    *me.slot.lock() = Some(parts);
+                }
+                me.set(phase);
+            });
+        spawned.map(|_| ()).map_err(|e| {
+            let msg = format!("cannot start the writer thread: {e}");
+            self.set(Phase::Failed(msg.clone()));
+            msg
+        })
+    }
+
+    /// Asks the thread to drain and stop, and waits up to `timeout`. True when it stopped.
+    pub fn stop_blocking(&self, timeout: Duration) -> bool {
+        let _ = self.commands.send(Command::Stop);
+        let mut phase = self.phase.lock();
+        let deadline = std::time::Instant::now() + timeout;
+        while *phase == Phase::Running {
+            if self.cond.wait_until(&mut phase, deadline).timed_out() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn thread_main(parts: &mut Parts) -> Phase {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return Phase::Failed(format!("cannot build the writer runtime: {e}")),
+    };
+    match std::panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(writer_loop(parts)))) {
+        Ok(()) => Phase::Finished,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            if let Err(e) = parts.writer.reload() {
+                tracing::error!(error = %e, "session store: reload after a panic failed");
+            }
+            Phase::Failed(format!("writer thread panicked: {msg}"))
+        }
+    }
+}
+
+/// Commits `pending`; on failure keeps it (the caller retries later) and says why.
+fn try_flush(
+    parts: &mut Parts,
+    pending: &mut Vec<Stored>,
+    retry: &mut Duration,
+) -> Result<(), String> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    match parts.writer.write(pending) {
+        Ok(last) => {
+            pending.clear();
+            parts.committed.send_replace(last);
+            if *retry > RETRY_MIN {
+                tracing::info!(last, "session store writes again");
+            }
+            *retry = RETRY_MIN;
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, pending = pending.len(), retry_in = ?*retry, "session store: cannot commit a batch; keeping it and retrying");
+            Err(e.to_string())
+        }
+    }
+}
+
+fn flush(parts: &mut Parts, pending: &mut Vec<Stored>, retry: &mut Duration) -> bool {
+    try_flush(parts, pending, retry).is_ok()
+}
+
+async fn writer_loop(parts: &mut Parts) {
+    let mut pending: Vec<Stored> = Vec::new();
+    let mut deadline: Option<Instant> = None;
+    let mut retry = RETRY_MIN;
+    let mut updates_open = true;
+    let mut retention = tokio::time::interval(RETENTION_EVERY);
+    retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            cmd = parts.commands.recv() => match cmd {
+                Some(Command::Stop) | None => break,
+                Some(Command::Snapshot { reason, reply }) => {
+                    let r = match try_flush(parts, &mut pending, &mut retry) {
+                        Ok(()) => parts.writer.snapshot(reason),
+                        Err(e) => Err(StoreError::Unwritten(e)),
+                    };
+                    let _ = reply.send(r);
+                }
+                Some(Command::Retain { reply }) => {
+                    flush(parts, &mut pending, &mut retry);
+                    let _ = reply.send(parts.writer.retain(parts.retention, SystemTime::now()));
+                }
+                Some(Command::PutSecret { name, value, reply }) => {
+                    let _ = reply.send(parts.writer.put_secret(&name, &value));
+                }
+            },
+            u = parts.updates.recv(), if updates_open => match u {
+                Some(u) => {
+                    pending.push(u);
+                    while pending.len() < MAX_BATCH {
+                        match parts.updates.try_recv() {
+                            Ok(u) => pending.push(u),
+                            Err(_) => break,
+                        }
+                    }
+                    if pending.len() >= MAX_BATCH {
+                        if flush(parts, &mut pending, &mut retry) {
+                            deadline = None;
+                        } else {
+                            deadline = Some(Instant::now() + retry);
+                            retry = (retry * 2).min(RETRY_MAX);
+                        }
+                    } else if deadline.is_none() {
+                        deadline = Some(Instant::now() + parts.flush_interval);
+                    }
+                }
+                // The hub closed its sink after its final drain: everything is here.
+                None => {
+                    updates_open = false;
+                    deadline = Some(Instant::now());
+                }
+            },
+            () = sleep_until(deadline), if deadline.is_some() => {
+                if flush(parts, &mut pending, &mut retry) {
+                    deadline = None;
+                } else {
+                    deadline = Some(Instant::now() + retry);
+                    retry = (retry * 2).min(RETRY_MAX);
+                }
+            }
+            _ = retention.tick() => {
+                flush(parts, &mut pending, &mut retry);
+                if let Err(e) = parts.writer.retain(parts.retention, SystemTime::now()) {
+                    tracing::error!(error = %e, "session store retention failed");
+                }
+            }
+        }
+    }
+    // Stop: take whatever is queued, commit (a few tries), snapshot.
+    while let Ok(u) = parts.updates.try_recv() {
+        pending.push(u);
+    }
+    for _ in 0..3 {
+        if flush(parts, &mut pending, &mut retry) {
+            break;
+        }
+    }
+    if pending.is_empty() && parts.writer.since_snapshot() > 0 {
+        if let Err(e) = parts.writer.snapshot(SnapshotReason::Shutdown) {
+            tracing::warn!(error = %e, "session store: no shutdown snapshot");
+        }
+    }
+    // Fold the WAL into the database so the file alone is complete at rest.
+    if let Err(e) = parts.writer.checkpoint_wal() {
+        tracing::debug!(error = %e, "session store: WAL checkpoint at stop failed");
+    }
+    if !pending.is_empty() {
+        tracing::error!(
+            lost = pending.len(),
+            "session store stopped with updates it could not write"
+        );
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The supervised background unit `store`: keeps the writer thread running and stops it at
+/// shutdown.
+pub struct StoreTask {
+    pub(super) runner: Arc<Runner>,
+}
+
+#[async_trait]
+impl Task for StoreTask {
+    fn name(&self) -> &'static str {
+        "store"
+    }
+
+    async fn run(self: Arc<Self>, mut shutdown: ShutdownWatch) -> Result<(), String> {
+        let mut phase = self.runner.phase_tx.subscribe();
+        match self.runner.phase() {
+            Phase::Failed(_) => self.runner.spawn()?,
+            Phase::Running => {}
+            Phase::Finished => {
+                stopped(&mut shutdown).await;
+                return Ok(());
+            }
+        }
+        loop {
+            tokio::select! {
+                changed = phase.changed() => {
+                    if changed.is_err() {
+                        return Err("the writer's status channel closed".into());
+                    }
+                    match self.runner.phase() {
+                        Phase::Running => {}
+                        Phase::Failed(e) => return Err(e),
+                        Phase::Finished => {
+                            stopped(&mut shutdown).await;
+                            return Ok(());
+                        }
+                    }
+                }
+                () = stopped(&mut shutdown) => {
+                    let _ = self.runner.commands.send(Command::Stop);
+                    while self.runner.phase() == Phase::Running {
+                        if phase.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
