@@ -393,3 +393,66 @@ async fn the_budget_guard_alerts_and_refuses_below_the_floor() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_while_queued_leaves_the_queue() {
+    let sim = simulator::spawn(sim()).await.unwrap();
+    let mut cfg = config(&sim.base_url());
+    cfg.admission
+        .models
+        .insert("kimi-k2-5".into(), (1, 1_000_000));
+    // The next window is a minute away: only the hang-up can empty the queue in time.
+    cfg.admission.window = Duration::from_secs(60);
+    cfg.admission.max_wait = Duration::from_secs(90);
+    let gw = gateway(cfg).await;
+    let c = client();
+    let url = format!("{}/chat/completions", api(&gw));
+    let first = c
+        .post(&url)
+        .json(&chat("kimi-k2-5", false, 8))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    first.bytes().await.unwrap();
+    let waiting = |n: u64| {
+        let c = c.clone();
+        let state_url = format!("http://{}/api/sidepanel/state", gw.addr);
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let s: Value = c
+                    .get(&state_url)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if s["admission"]["models"]["kimi-k2-5"]["waiting"] == n {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "waiting never {n}: {s}"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    // A second request queues for the next window; its client then goes away.
+    let queued = {
+        let c = c.clone();
+        let url = url.clone();
+        tokio::spawn(async move { c.post(&url).json(&chat("kimi-k2-5", false, 8)).send().await })
+    };
+    waiting(1).await;
+    queued.abort();
+    let _ = queued.await;
+    waiting(0).await;
+    assert_eq!(
+        sim.observed().requests,
+        1,
+        "the abandoned request never went upstream"
+    );
+}
