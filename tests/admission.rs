@@ -212,14 +212,7 @@ async fn a_full_queue_gets_the_gateways_own_429() {
         2,
         "the refused request never reached Venice"
     );
-    let metrics = c
-        .get(format!("http://{}/metrics", gw.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&gw).await;
     assert!(
         metrics.contains("sidepanel_rejections_total{limit=\"queue\"} 1"),
         "{metrics}"
@@ -302,17 +295,9 @@ async fn limits_are_read_from_the_rate_limits_endpoint_at_start() {
     let mut cfg = config(&sim.base_url());
     cfg.admission.limits_refresh = Some(Duration::from_secs(3600));
     let gw = gateway(cfg).await;
-    let c = client();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let s: Value = c
-            .get(format!("http://{}/api/sidepanel/state", gw.addr))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let s: Value = state_json(&gw).await;
         let m = &s["admission"]["models"]["kimi-k2-5"];
         if m["rpm"] == 7 && m["tpm"] == 7_000 {
             break;
@@ -380,14 +365,7 @@ async fn the_budget_guard_alerts_and_refuses_below_the_floor() {
         1,
         "the refused request never reached Venice"
     );
-    let metrics = c
-        .get(format!("http://{}/metrics", gw.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&gw).await;
     assert!(
         metrics.contains("sidepanel_balance_alert_firing{currency=\"usd\"} 1"),
         "{metrics}"

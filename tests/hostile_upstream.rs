@@ -161,14 +161,7 @@ async fn malformed_and_duplicate_headers_never_fail_the_request() {
     assert_eq!(limits.requests.limit, None);
     assert!(limits.tokens.reset_at.is_some());
     assert_eq!(state.totals.total_tokens, 7);
-    let metrics = client()
-        .get(format!("http://{}/metrics", gw.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&gw).await;
     assert!(
         metrics.contains(
             "sidepanel_upstream_malformed_headers_total{header=\"x-venice-balance-usd\"} 1"
@@ -414,14 +407,7 @@ async fn an_unavailable_upstream_is_probed_and_its_recovery_announced() {
         state.upstream.status,
         sidepanel::hub::state::UpstreamStatus::Unavailable
     );
-    let shown: serde_json::Value = c
-        .get(format!("http://{}/api/sidepanel/state", gw.addr))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown: serde_json::Value = state_json(&gw).await;
     assert_eq!(shown["balance"]["usd"], 9.5, "the last balance is kept");
     assert_eq!(shown["balance"]["stale"], true);
     assert!(shown["balance"]["age_ms"].is_u64());

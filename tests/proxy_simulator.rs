@@ -212,14 +212,7 @@ async fn balance_and_rate_limits_are_read_into_state_and_metrics() {
             > std::time::SystemTime::now() - std::time::Duration::from_secs(5)
     );
 
-    let json: Value = client()
-        .get(format!("http://{}/api/sidepanel/state", gw.addr))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let json: Value = state_json(&gw).await;
     assert_eq!(json["balance"]["usd"], json!(usd_before));
     assert_eq!(json["balance"]["stale"], json!(false));
     assert_eq!(json["upstream"]["status"], json!("ok"));
@@ -228,14 +221,7 @@ async fn balance_and_rate_limits_are_read_into_state_and_metrics() {
         json!(remaining)
     );
 
-    let metrics = client()
-        .get(format!("http://{}/metrics", gw.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&gw).await;
     for needle in [
         "sidepanel_requests_total{endpoint=\"chat_completions\",model=\"kimi-k2-5\",outcome=\"ok\",status=\"2xx\"} 1",
         "sidepanel_balance_usd ",

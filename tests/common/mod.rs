@@ -109,3 +109,27 @@ pub fn sse_events(text: &str) -> Vec<serde_json::Value> {
         .filter_map(|d| serde_json::from_str(d).ok())
         .collect()
 }
+
+/// `GET /api/sidepanel/state` as JSON.
+pub async fn state_json(gw: &Running) -> serde_json::Value {
+    client()
+        .get(format!("http://{}/api/sidepanel/state", gw.addr))
+        .send()
+        .await
+        .expect("state answers")
+        .json()
+        .await
+        .expect("state is JSON")
+}
+
+/// `GET /metrics` as text.
+pub async fn metrics_text(gw: &Running) -> String {
+    client()
+        .get(format!("http://{}/metrics", gw.addr))
+        .send()
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("metrics text")
+}
