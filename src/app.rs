@@ -107,6 +107,8 @@ pub struct Built {
     pub hub: HubHandle,
     /// The session store, when enabled; close it after the server stops.
     pub store: Option<StoreHandle>,
+    /// The per-install token (`/events`, `/ws`; the dashboard page carries it).
+    pub token: String,
 }
 
 /// Builds the server for `config`, plus any `extra` background services (demo, simulator).
@@ -133,7 +135,7 @@ pub fn build(
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_max_models(config.metrics.max_models));
     let pricing = Arc::new(RwLock::new(config.pricing.clone()));
     // The store, when enabled, seeds the hub with the last state so sequences continue.
     let (hub, handle, store) = if config.store.enabled {
@@ -144,7 +146,7 @@ pub fn build(
             restored.sequence,
             restored.state,
         );
-        let (task, store_handle, sink) = store.start();
+        let (task, store_handle, sink) = store.with_metrics(metrics.clone()).start();
         hub.set_sink(sink);
         server.add_service(background_service("store", Supervised(Arc::new(task))));
         (hub, handle, Some(store_handle))
@@ -168,23 +170,43 @@ pub fn build(
     let (lean_task, lean) = crate::lean::new(config.lean.clone(), handle.clone());
     server.add_service(background_service("lean", Supervised(Arc::new(lean_task))));
 
-    let (ingest, _token) =
+    let (mut ingest, token) =
         Ingest::for_gateway(handle.clone(), config, lean.clone()).map_err(|source| {
             AppError::Token {
                 path: config.data_dir.join(crate::ingest::TOKEN_FILE),
                 source,
             }
         })?;
+    if let Some(store) = &store {
+        // `POST /events` answers 2xx once its events are committed (ARCHITECTURE, Storage).
+        ingest = ingest.with_store(store.clone(), crate::ingest::COMMIT_TIMEOUT);
+    }
+    let ingest = Arc::new(ingest);
+
+    // The link to `opencode serve` feeds the same ingest; idle (`disabled`) without a URL.
+    let (link_task, link) =
+        crate::opencode::new(config.opencode.clone(), ingest.clone(), handle.clone());
+    server.add_service(background_service(
+        "opencode-link",
+        Supervised(Arc::new(link_task)),
+    ));
+    // A plugin reports the server it runs in; the link uses it when no URL is configured.
+    let learner = link.clone();
+    ingest.on_server_url(move |url| {
+        learner.learn_url(url);
+    });
 
     // Browsers reach the WebSocket server through the gateway's `/ws` route.
     let ws_config = WsConfig {
-        allowed_hosts: vec![config.listen.ip().to_string()],
+        allowed_hosts: config.allowed_hosts.clone(),
+        token: Some(token.clone()),
         ..WsConfig::default()
     };
     let mut ws = WsServer::new(handle.clone(), ws_config).with_lean(Arc::new(LeanBridge(lean)));
     if let Some(store) = &store {
         ws = ws.with_store(store.clone());
     }
+    ws = ws.with_opencode(link);
     let ws_task = WsTask::bind(Arc::new(ws), SocketAddr::from(([127, 0, 0, 1], 0)))
         .map_err(|WsError::Bind { addr, source }| AppError::Bind { addr, source })?;
     let ws_addr = ws_task.local_addr();
@@ -197,7 +219,7 @@ pub fn build(
         config.limits.clone(),
         admission,
         ws_addr,
-        Arc::new(ingest),
+        ingest,
     );
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     proxy.add_tcp(&config.listen.to_string());
@@ -247,6 +269,7 @@ pub fn build(
         server,
         hub: handle,
         store,
+        token,
     })
 }
 
@@ -298,6 +321,8 @@ pub fn run(
 pub struct Running {
     pub addr: SocketAddr,
     pub hub: HubHandle,
+    /// The per-install token, for clients of `/ws` and `/events`.
+    pub token: String,
     shutdown: Shutdown,
     thread: Option<JoinHandle<()>>,
     store: Option<StoreHandle>,
@@ -351,6 +376,7 @@ pub fn start(
     let mut running = Running {
         addr: config.listen,
         hub: built.hub,
+        token: built.token,
         shutdown,
         thread: Some(thread),
         store: built.store,

@@ -1,4 +1,4 @@
-//! The command line: `sidepanel serve | demo | check-config | install | sessions`.
+//! The command line: `sidepanel serve | demo | check-config | install | sessions | key`.
 //!
 //! Owns the clap definitions, turning flags and `SIDEPANEL_*` variables into config
 //! [`Overrides`] (plus `VENICE_API_KEY`, read here and never shown by clap), and [`describe`],
@@ -25,7 +25,7 @@ pub const API_KEY_ENV: &str = "VENICE_API_KEY";
         Point OpenCode's Venice provider at http://127.0.0.1:8765/api/v1 and open \
         http://127.0.0.1:8765/ to watch tokens, cost, balance and rate limits live.\n\n\
         The Venice key is read from VENICE_API_KEY, else from upstream.api_key_file in the \
-        config file. Precedence: flag (or its SIDEPANEL_* variable) > config file > built-in \
+        config file, else from the session store (`sidepanel key set`, kept encrypted). Precedence: flag (or its SIDEPANEL_* variable) > config file > built-in \
         defaults."
 )]
 pub struct Cli {
@@ -38,13 +38,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway in front of the Venice API.
     ///
-    /// Needs a Venice key: VENICE_API_KEY, else the file named by upstream.api_key_file.
-    Serve(ServeArgs),
+    /// Needs a Venice key: VENICE_API_KEY, else the file named by upstream.api_key_file, else
+    /// the key stored with `sidepanel key set`.
+    Serve(RunArgs),
     /// Run the gateway in front of the built-in Venice simulator, with a synthetic client.
     ///
     /// No key is needed and nothing leaves this machine; the dashboard shows live traffic
     /// at once. The [demo] section of the config file tunes the simulator.
-    Demo(ServeArgs),
+    Demo(RunArgs),
     /// Validate the configuration and print the effective settings, without secrets.
     ///
     /// Exits non-zero with a message naming the file and the key when something is wrong.
@@ -62,6 +63,15 @@ pub enum Command {
     /// the key from SIDEPANEL_PASSPHRASE or the key file. Exports never contain the Venice key.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Keep the Venice API key encrypted in the session store (set | clear | status).
+    ///
+    /// `key set` reads the key from standard input, never from the command line. `serve` uses
+    /// the stored key when neither VENICE_API_KEY nor upstream.api_key_file gives one.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Run the built-in Venice simulator alone (for benchmarks; see benches/load/run.sh).
+    #[command(hide = true)]
+    Simulate(crate::simulator::cli::SimulateArgs),
 }
 
 /// `sidepanel sessions …`.
@@ -93,6 +103,27 @@ pub enum SessionsCommand {
     },
 }
 
+/// `sidepanel key …`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeyCommand {
+    /// Store the key read from standard input, sealed like the session data (stop a running
+    /// server first; it reads the key when it starts).
+    Set {
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Remove the stored key.
+    Clear {
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Say whether a key is stored and which key `serve` would use (never the key itself).
+    Status {
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+}
+
 /// Flags of `install`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct InstallArgs {
@@ -108,6 +139,17 @@ pub struct InstallArgs {
     /// Gateway port to point OpenCode at (default: the port of the configured listen address).
     #[arg(long, value_name = "N")]
     pub port: Option<u16>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Flags of `serve` and `demo`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    /// Open the dashboard (install token included) in the browser once the gateway listens:
+    /// $BROWSER, else xdg-open / open; on a machine without a display the URL is printed.
+    #[arg(long)]
+    pub open: bool,
     #[command(flatten)]
     pub serve: ServeArgs,
 }
@@ -131,12 +173,22 @@ pub struct ServeArgs {
     /// Log filter, e.g. "info" or "info,sidepanel=debug" [config: log.filter].
     #[arg(long = "log", value_name = "FILTER", env = "SIDEPANEL_LOG")]
     pub log: Option<String>,
+    /// An `opencode serve` to link to, e.g. http://127.0.0.1:4096: its events feed the panel
+    /// and restores revert its sessions; Basic auth from OPENCODE_SERVER_PASSWORD
+    /// [config: opencode.url].
+    #[arg(long, value_name = "URL", env = "SIDEPANEL_OPENCODE_URL")]
+    pub opencode_url: Option<String>,
 }
 
 impl ServeArgs {
     /// The overrides these flags ask for, plus the key from `VENICE_API_KEY` if set.
     pub fn overrides(&self) -> Overrides {
-        self.overrides_with_key(std::env::var(API_KEY_ENV).ok())
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Overrides {
+            opencode_password: env(crate::opencode::PASSWORD_ENV),
+            opencode_username: env(crate::opencode::USERNAME_ENV),
+            ..self.overrides_with_key(std::env::var(API_KEY_ENV).ok())
+        }
     }
 
     fn overrides_with_key(&self, api_key: Option<String>) -> Overrides {
@@ -147,6 +199,8 @@ impl ServeArgs {
             data_dir: self.data_dir.clone(),
             api_key: api_key.filter(|key| !key.trim().is_empty()),
             log_filter: self.log.clone(),
+            opencode_url: self.opencode_url.clone(),
+            ..Overrides::default()
         }
     }
 }
@@ -157,10 +211,20 @@ pub fn describe(config: &Config) -> String {
     describe_with(config, env_key)
 }
 
+/// [`describe`] for a configuration whose key is the one `sidepanel key set` stored.
+pub fn describe_stored_key(config: &Config) -> String {
+    describe_keyed(config, false, true)
+}
+
 /// [`describe`] with the presence of `VENICE_API_KEY` given, so tests need no environment.
 fn describe_with(config: &Config, env_key_set: bool) -> String {
+    describe_keyed(config, env_key_set, false)
+}
+
+fn describe_keyed(config: &Config, env_key_set: bool, stored_key: bool) -> String {
     let up = &config.upstream;
     let key = match (&up.api_key, env_key_set) {
+        (Some(_), _) if stored_key => "set (stored encrypted in the session store: key set)",
         (Some(_), true) => "set (from env VENICE_API_KEY)",
         (Some(_), false) => "set (from file upstream.api_key_file)",
         (None, _) if up.pass_client_key => "not set (client keys passed through)",
@@ -182,6 +246,14 @@ fn describe_with(config: &Config, env_key_set: bool) -> String {
     };
     line("config file", source);
     line("listen", config.listen.to_string());
+    line(
+        "allowed hosts",
+        if config.allowed_hosts.is_empty() {
+            "loopback names only".to_owned()
+        } else {
+            format!("loopback names, {}", config.allowed_hosts.join(", "))
+        },
+    );
     line(
         "upstream",
         format!(
@@ -222,6 +294,28 @@ fn describe_with(config: &Config, env_key_set: bool) -> String {
         ),
     );
     line("data dir", config.data_dir.display().to_string());
+    for (name, value) in crate::store::describe(&config.store) {
+        line(name, value);
+    }
+    let oc = &config.opencode;
+    line(
+        "opencode",
+        match &oc.url {
+            Some(url) => format!(
+                "{url} (basic auth {})",
+                if oc.password.is_some() {
+                    format!(
+                        "as {}, password from env {}",
+                        oc.username,
+                        crate::opencode::PASSWORD_ENV
+                    )
+                } else {
+                    "off".to_owned()
+                }
+            ),
+            None => "no server linked (set opencode.url or --opencode-url)".to_owned(),
+        },
+    );
     line("threads", config.threads.to_string());
     line("models priced", config.pricing.len().to_string());
     line(

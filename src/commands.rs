@@ -1,4 +1,4 @@
-//! What each subcommand does: `serve`, `demo`, `check-config`, `install`.
+//! What each subcommand does: `serve`, `demo`, `check-config`, `install`, `sessions`, `key`.
 //!
 //! Owns the glue between the parsed command line and the library: logging set-up, loading the
 //! configuration and handing it to [`crate::app`].
@@ -22,17 +22,36 @@ pub enum CommandError {
     Install(#[from] crate::install::InstallError),
     #[error("sessions: {0}")]
     Sessions(#[from] crate::store::cli::SessionsError),
+    /// A `key` command, or reading the stored key for `serve`/`check-config`.
+    #[error("{0}")]
+    Key(crate::store::keys::KeyError),
+    #[error("simulate: {0}")]
+    Simulate(std::io::Error),
+}
+
+impl From<crate::store::keys::KeyError> for CommandError {
+    fn from(e: crate::store::keys::KeyError) -> Self {
+        match e {
+            crate::store::keys::KeyError::Config(e) => Self::Config(e),
+            e => Self::Key(e),
+        }
+    }
 }
 
 /// Runs the parsed command to completion.
 pub fn execute(cli: Cli) -> Result<(), CommandError> {
     match cli.command {
-        Command::Serve(args) => {
-            let config = config::load(&args.overrides())?;
+        Command::Serve(run) => {
+            // The Venice key: VENICE_API_KEY, else upstream.api_key_file, else `key set`'s.
+            let (config, _) = crate::store::keys::load_config(&run.serve.overrides())?;
             init_tracing(&config);
+            if run.open {
+                crate::opencode::open::open_when_listening(&config);
+            }
             app::run(&config, Vec::new(), Shutdown::new())?;
         }
-        Command::Demo(args) => {
+        Command::Demo(run) => {
+            let args = run.serve;
             let mut overrides = args.overrides();
             // The demo never talks to Venice: it needs no key and must not send one.
             // Until the simulator is bound, the upstream is a loopback placeholder.
@@ -43,6 +62,9 @@ pub fn execute(cli: Cli) -> Result<(), CommandError> {
             let extra = crate::demo::prepare(&mut config).map_err(CommandError::Demo)?;
             // A closed stdout must not stop the demo: the banner is a courtesy.
             let _ = writeln!(std::io::stdout().lock(), "{}", crate::demo::banner(&config));
+            if run.open {
+                crate::opencode::open::open_when_listening(&config);
+            }
             app::run(&config, extra, Shutdown::new())?;
         }
         Command::Install(args) => {
@@ -51,9 +73,20 @@ pub fn execute(cli: Cli) -> Result<(), CommandError> {
         Command::Sessions(cmd) => {
             crate::store::cli::run(&cmd, &mut std::io::stdout().lock())?;
         }
+        Command::Key(cmd) => {
+            let mut input = std::io::stdin().lock();
+            crate::store::keys::run(&cmd, &mut input, &mut std::io::stdout().lock())?;
+        }
+        Command::Simulate(args) => {
+            crate::simulator::cli::run(&args).map_err(CommandError::Simulate)?;
+        }
         Command::CheckConfig(args) => {
-            let config = config::load(&args.overrides())?;
-            println!("{}", describe(&config));
+            let (config, key) = crate::store::keys::load_config(&args.overrides())?;
+            if key == crate::store::keys::KeySource::Stored {
+                println!("{}", crate::cli::describe_stored_key(&config));
+            } else {
+                println!("{}", describe(&config));
+            }
         }
     }
     Ok(())

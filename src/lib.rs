@@ -4,6 +4,7 @@
 //! Start with [`app`] (building and running the server) and [`gateway`] (the proxy phases);
 //! `docs/ARCHITECTURE.md` follows a request through the code.
 
+pub mod access;
 pub mod admission;
 pub mod app;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod ingest;
 pub mod install;
 pub mod lean;
 pub mod metrics;
+pub mod opencode;
 pub mod pricing;
 pub mod refresh;
 pub mod services;

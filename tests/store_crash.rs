@@ -1,17 +1,20 @@
-//! Crash safety of the real binary: `sidepanel serve` in front of the simulator is loaded,
-//! killed with SIGKILL, and restarted on the same data dir. Nothing acknowledged (committed) is
-//! lost, the database passes `PRAGMA integrity_check`, the restarted state equals the stored
-//! one, a second server on the same data dir refuses, and neither the Venice key nor a marker
-//! sent through the proxy appears in clear in any database file.
+//! Crash safety of the real binary: `sidepanel serve` in front of the simulator is loaded
+//! (proxied calls and plugin events), killed with SIGKILL, and restarted on the same data dir.
+//! Nothing acknowledged is lost — every plugin batch `POST /events` answered 202 before the kill
+//! is in the database and in the restarted state — the database passes `PRAGMA
+//! integrity_check`, the restarted state equals the stored one, a second server on the same data
+//! dir refuses, and neither the Venice key nor a marker sent through the proxy or the plugin
+//! appears in clear in any database file.
 //!
 //! Needs the store wired into `app::build` (see `docs/ARCHITECTURE.md`, "Storage").
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -109,6 +112,18 @@ async fn chat(c: &reqwest::Client, addr: SocketAddr, model: &str, session: &str)
         .is_ok_and(|r| r.status().is_success() || r.status().is_client_error())
 }
 
+/// Posts one plugin batch creating session `sid`; true when it was acknowledged (2xx).
+async fn plugin_event(c: &reqwest::Client, addr: SocketAddr, token: &str, sid: &str) -> bool {
+    let body = json!([{"event": "session.created", "timestamp": 1_795_520_697_742u64,
+        "data": {"sessionID": sid, "info": {"id": sid, "title": format!("{MARKER}-title")}}}]);
+    c.post(format!("http://{addr}/events"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
 fn requests(s: &Value) -> u64 {
     s["totals"]["requests"].as_u64().unwrap_or(0)
 }
@@ -158,9 +173,25 @@ fn kill_9_under_load_loses_nothing_acknowledged_and_a_restart_resumes_exactly() 
     // Run 1: load, note an acknowledged point, kill -9 while requests are in flight.
     let addr = free_addr();
     let server = start(addr, &upstream, &data, &config);
+    let acked_plugin: Arc<Mutex<Vec<String>>> = Arc::default();
     let (acked, acked_state) = rt.block_on(async {
         until(&c, addr, "the gateway", |_| true).await;
+        let token = sidepanel::ingest::load_or_create_token(&data).expect("install token");
         let stop = Arc::new(AtomicBool::new(false));
+        {
+            let (c, stop, acked) = (c.clone(), stop.clone(), acked_plugin.clone());
+            tokio::spawn(async move {
+                for n in 0..400 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let sid = format!("ses_plugin_{n}");
+                    if plugin_event(&c, addr, &token, &sid).await {
+                        acked.lock().expect("acked").push(sid);
+                    }
+                }
+            });
+        }
         for worker in 0..4 {
             let (c, stop) = (c.clone(), stop.clone());
             tokio::spawn(async move {
@@ -197,6 +228,14 @@ fn kill_9_under_load_loses_nothing_acknowledged_and_a_restart_resumes_exactly() 
             .state_at(RestoreTarget::Sequence(acked))
             .expect("acked state");
         until(&c, addr, "more load", |s| requests(s) >= 100).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while acked_plugin.lock().expect("acked").len() < 20 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "plugin events were not acknowledged"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let mut server = server;
         server.0.kill().expect("SIGKILL");
         let _ = server.0.wait();
@@ -222,6 +261,18 @@ fn kill_9_under_load_loses_nothing_acknowledged_and_a_restart_resumes_exactly() 
         .state_at(RestoreTarget::Sequence(last))
         .expect("last state");
     let stored = serde_json::to_value(&stored).expect("json");
+    // Every plugin batch answered 2xx before the kill is in the database.
+    let acked_plugin = acked_plugin.lock().expect("acked").clone();
+    let sessions: HashSet<String> = reader
+        .sessions(10_000)
+        .expect("sessions")
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    for sid in &acked_plugin {
+        assert!(sessions.contains(sid), "acknowledged {sid} lost by kill -9");
+        assert!(stored["sessions"][sid]["opencode"]["seen"] == true, "{sid}");
+    }
     drop(reader);
 
     // Run 2: the restarted gateway shows exactly the stored state and goes on from it.
@@ -230,8 +281,16 @@ fn kill_9_under_load_loses_nothing_acknowledged_and_a_restart_resumes_exactly() 
     rt.block_on(async {
         let s = until(&c, addr, "the restarted gateway", |_| true).await;
         assert!(s["sequence"].as_u64().expect("sequence") >= last);
-        for key in ["totals", "models"] {
+        for key in ["totals", "models", "plugin"] {
             assert_eq!(s[key], stored[key], "{key} after the restart");
+        }
+        for sid in &acked_plugin {
+            assert!(
+                s["sessions"][sid]["opencode"]["title"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with(MARKER)),
+                "acknowledged {sid} missing after the restart"
+            );
         }
         for worker in 0..4 {
             let id = format!("ses_load_{worker}");

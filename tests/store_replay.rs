@@ -1,6 +1,7 @@
 //! The session store against a real hub and real SQLite files: what is stored replays to
-//! exactly the live state, at the end and at random points in between, and restores continue
-//! the history instead of rewriting it.
+//! exactly the live state — including the sessions' deduplication memory, which the state's
+//! JSON leaves out (compared as `ingest_memory`) — at the end and at random points in between,
+//! and restores continue the history instead of rewriting it.
 
 mod store_support;
 
@@ -10,7 +11,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sidepanel::store::{Reader, RestoreTarget, Store};
-use store_support::{assert_same, config, event, finish, ingest_event, rig, runtime, state_json};
+use store_support::{
+    assert_same, config, event, finish, ingest_event, live_json, rig, runtime, with_memory,
+};
 
 const EVENTS: u64 = 3000;
 
@@ -22,7 +25,7 @@ fn drive(rig: &store_support::Rig, seed: u64, n: u64, keep_every: u64) -> BTreeM
     for i in 0..n {
         rig.hub.apply(event(&mut rng, i));
         if rng.u64(0..keep_every) == 0 {
-            let s = state_json(&rig.handle);
+            let s = live_json(&rig.handle);
             kept.insert(s["sequence"].as_u64().expect("sequence"), s);
         }
     }
@@ -32,7 +35,7 @@ fn drive(rig: &store_support::Rig, seed: u64, n: u64, keep_every: u64) -> BTreeM
 fn reopened(cfg: &sidepanel::store::StoreConfig) -> (u64, Value) {
     let (store, restored) = Store::open(cfg).expect("store reopens");
     drop(store);
-    let json = serde_json::to_value(&restored.state).expect("serialises");
+    let json = with_memory(&restored.state);
     (restored.sequence, json)
 }
 
@@ -45,7 +48,7 @@ fn append_then_replay_equals_the_live_state_over_thousands_of_random_updates() {
         let rt = runtime();
         let rig = rig(&cfg);
         drive(&rig, 7 + snapshot_every, EVENTS, u64::MAX);
-        let live = state_json(&rig.handle);
+        let live = live_json(&rig.handle);
         let last = live["sequence"].as_u64().expect("sequence");
         assert!(last > EVENTS, "every event published at least one update");
         finish(&rt, &rig);
@@ -55,11 +58,7 @@ fn append_then_replay_equals_the_live_state_over_thousands_of_random_updates() {
         let (_, at_last) = reader
             .state_at(RestoreTarget::Sequence(last))
             .expect("state at the last update");
-        assert_same(
-            &serde_json::to_value(&at_last).expect("json"),
-            &live,
-            "read side",
-        );
+        assert_same(&with_memory(&at_last), &live, "read side");
 
         let (sequence, restored) = reopened(&cfg);
         assert_eq!(sequence, last, "the sequence continues from the store");
@@ -88,11 +87,7 @@ fn restore_at_random_points_equals_the_state_computed_directly() {
             .block_on(rig.store.state_at(RestoreTarget::Sequence(*seq)))
             .expect("state at a point");
         assert_eq!(at, *seq);
-        assert_same(
-            &serde_json::to_value(&state).expect("json"),
-            expected,
-            &format!("at {seq}"),
-        );
+        assert_same(&with_memory(&state), expected, &format!("at {seq}"));
     }
 
     // Restore one point: every client gets it as one `snapshot` update, history goes on.
@@ -109,7 +104,7 @@ fn restore_at_random_points_equals_the_state_computed_directly() {
     assert_eq!(published.sequence, last + 1);
     assert_eq!(published.kind, sidepanel::hub::UpdateType::Snapshot);
     assert_eq!(published.payload["restored_from"]["sequence"], point);
-    let mut now = state_json(&rig.handle);
+    let mut now = live_json(&rig.handle);
     assert_eq!(now["sequence"], last + 1);
     now["sequence"] = point.into();
     assert_same(&now, expected, "the hub adopted the restored state");
@@ -138,7 +133,7 @@ fn restore_at_random_points_equals_the_state_computed_directly() {
     for i in 0..300 {
         rig.hub.apply(event(&mut rng, EVENTS + 300 + i));
     }
-    let live = state_json(&rig.handle);
+    let live = live_json(&rig.handle);
     finish(&rt, &rig);
     let (sequence, restored) = reopened(&cfg);
     assert_eq!(sequence, live["sequence"].as_u64().expect("sequence"));
@@ -150,6 +145,70 @@ fn restore_at_random_points_equals_the_state_computed_directly() {
         .state_at(RestoreTarget::Sequence(sequence + 10))
         .is_err());
     assert!(reader.state_at(RestoreTarget::Snapshot(999_999)).is_err());
+}
+
+#[test]
+fn plugin_events_mixed_with_requests_replay_exactly_between_checkpoints() {
+    // No checkpoint in the way: every point is rebuilt from the payloads alone, so session
+    // updates must carry what the batch changed (last_active, plugin) — not the hub's clock.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path(), 1_000_000);
+    let rt = runtime();
+    let rig = rig(&cfg);
+    let mut rng = fastrand::Rng::with_seed(11);
+    let mut kept = BTreeMap::new();
+    for i in 0..2000 {
+        let plugin = rng.bool();
+        let ev = if plugin {
+            ingest_event(&mut rng, i)
+        } else {
+            event(&mut rng, i)
+        };
+        let before = rig.handle.with_state(|s| s.sequence);
+        rig.hub.apply(ev);
+        let seq = rig.handle.with_state(|s| s.sequence);
+        // Every plugin batch publishes (what the ingest's acknowledgement waits for).
+        assert!(
+            !plugin || seq > before,
+            "plugin batch {i} published nothing"
+        );
+        if rng.u32(0..40) == 0 {
+            kept.insert(seq, live_json(&rig.handle));
+        }
+    }
+    let live = live_json(&rig.handle);
+    assert!(
+        live["plugin"]["starts"].as_u64() > Some(0),
+        "{}",
+        live["plugin"]
+    );
+    assert!(
+        live["ingest_memory"]["ses_a"]["messages"]
+            .as_array()
+            .is_some_and(|m| !m.is_empty()),
+        "the sessions remember their messages: {}",
+        live["ingest_memory"]["ses_a"]
+    );
+    kept.insert(live["sequence"].as_u64().expect("sequence"), live);
+    finish(&rt, &rig);
+
+    let reader = Reader::open(&cfg).expect("reader");
+    let mut with_message = 0;
+    for (seq, expected) in &kept {
+        let (_, state) = reader
+            .state_at(RestoreTarget::Sequence(*seq))
+            .expect("state at a point");
+        let got = with_memory(&state);
+        assert_same(&got, expected, &format!("at {seq}"));
+    }
+    for sid in store_support::SESSIONS {
+        let points = reader.timeline(sid, 5000).expect("timeline");
+        with_message += points.iter().filter(|p| p.message_id.is_some()).count();
+    }
+    assert!(
+        with_message > 0,
+        "completed messages are timeline points with their id"
+    );
 }
 
 #[test]
@@ -180,7 +239,7 @@ fn a_clean_shutdown_keeps_the_exact_state_including_opencode_sessions() {
     }
     stop.send_replace(true);
     rt.block_on(running).expect("hub stopped");
-    let live = state_json(&handle);
+    let live = live_json(&handle);
     assert!(
         live["sessions"]["ses_a"]["opencode"]["seen"] == true,
         "ingest reached the state"

@@ -57,6 +57,7 @@ function resolveSettings(options = {}, env = process.env) {
         batchSize: num(options.batchSize ?? file.batchSize, 200),
         delayMs: num(options.delayMs ?? file.delayMs, 25),
         autostart: (options.autostart ?? file.autostart ?? env.SIDEPANEL_AUTOSTART !== "0") !== false,
+        open: (options.open ?? file.open ?? env.SIDEPANEL_OPEN !== "0") !== false,
         command: pick("command", "SIDEPANEL_BIN") ?? "sidepanel",
         args: Array.isArray(args) && args.every((a) => typeof a === "string") ? args : ["serve"],
     };
@@ -66,7 +67,8 @@ function toWire(event, now = Date.now()) {
     if (!isObj(event) || typeof event.type !== "string")
         return undefined;
     const p = isObj(event.properties) ? event.properties : {};
-    const out = (data) => ({ event: event.type, timestamp: now, data });
+    const id = typeof event.id === "string" ? event.id : undefined;
+    const out = (data) => (id ? { event: event.type, timestamp: now, data, id } : { event: event.type, timestamp: now, data });
     switch (event.type) {
         case "session.created":
         case "session.updated":
@@ -206,7 +208,7 @@ class Forwarder {
             return;
         spawned = true;
         try {
-            const child = spawn(this.settings.command, this.settings.args, { detached: true, stdio: "ignore" });
+            const child = spawn(this.settings.command, startArgs(this.settings), { detached: true, stdio: "ignore" });
             child.on("error", () => undefined);
             child.unref();
         }
@@ -231,6 +233,11 @@ class Forwarder {
         }
     }
 }
+/** The arguments a started gateway gets: the configured ones, plus `--open` for `serve`. */
+function startArgs(s) {
+    const serve = s.args.includes("serve");
+    return s.open && serve && !s.args.includes("--open") ? [...s.args, "--open"] : s.args;
+}
 function refused(err) {
     const e = err;
     const code = e?.cause?.code ?? e?.code ?? "";
@@ -248,7 +255,9 @@ function isLoopback(url) {
 /** The plugin: `export default { id, server }` (OpenCode's PluginModule shape). */
 const server = async (ctx, options) => {
     const fwd = new Forwarder(resolveSettings(isObj(options) ? options : {}));
-    fwd.push({ event: "plugin.started", timestamp: Date.now(), data: { version: VERSION, directory: ctx?.directory } });
+    // `serverUrl` lets the gateway link to this OpenCode's server (`opencode serve`).
+    const serverUrl = ctx?.serverUrl ? String(ctx.serverUrl) : undefined;
+    fwd.push({ event: "plugin.started", timestamp: Date.now(), data: { version: VERSION, directory: ctx?.directory, serverUrl } });
     return {
         event: async ({ event }) => {
             const wire = toWire(event);
@@ -281,4 +290,4 @@ export default plugin;
  * Internals for the plugin's own tests. Not a function, so OpenCode's loader (which treats
  * exported functions as plugins) leaves it alone.
  */
-export const internals = { resolveSettings, toWire, Forwarder, resetSpawned: () => (spawned = false) };
+export const internals = { resolveSettings, toWire, Forwarder, startArgs, resetSpawned: () => (spawned = false) };

@@ -31,12 +31,15 @@ interface Settings {
   batchSize: number
   delayMs: number
   autostart: boolean
+  /** Add `--open` to a started `serve`: the gateway opens the dashboard in the browser. */
+  open: boolean
   command: string
   args: string[]
 }
 
 type Json = Record<string, unknown>
-type Wire = { event: string; timestamp: number; data: Json }
+/** `id`: OpenCode's bus event id, so an event the `opencode serve` link also reports counts once. */
+type Wire = { event: string; timestamp: number; data: Json; id?: string }
 
 /** `sidepanel serve` is started at most once per OpenCode process. */
 let spawned = false
@@ -78,6 +81,7 @@ function resolveSettings(options: Json = {}, env: NodeJS.ProcessEnv = process.en
     batchSize: num(options.batchSize ?? file.batchSize, 200),
     delayMs: num(options.delayMs ?? file.delayMs, 25),
     autostart: (options.autostart ?? file.autostart ?? env.SIDEPANEL_AUTOSTART !== "0") !== false,
+    open: (options.open ?? file.open ?? env.SIDEPANEL_OPEN !== "0") !== false,
     command: pick("command", "SIDEPANEL_BIN") ?? "sidepanel",
     args: Array.isArray(args) && args.every((a) => typeof a === "string") ? args : ["serve"],
   }
@@ -87,7 +91,8 @@ function resolveSettings(options: Json = {}, env: NodeJS.ProcessEnv = process.en
 function toWire(event: unknown, now = Date.now()): Wire | undefined {
   if (!isObj(event) || typeof event.type !== "string") return undefined
   const p = isObj(event.properties) ? event.properties : {}
-  const out = (data: Json): Wire => ({ event: event.type as string, timestamp: now, data })
+  const id = typeof event.id === "string" ? event.id : undefined
+  const out = (data: Json): Wire => (id ? { event: event.type as string, timestamp: now, data, id } : { event: event.type as string, timestamp: now, data })
   switch (event.type) {
     case "session.created":
     case "session.updated":
@@ -229,7 +234,7 @@ class Forwarder {
     if (spawned || !this.settings.autostart || !refused(err) || !isLoopback(this.settings.url)) return
     spawned = true
     try {
-      const child = spawn(this.settings.command, this.settings.args, { detached: true, stdio: "ignore" })
+      const child = spawn(this.settings.command, startArgs(this.settings), { detached: true, stdio: "ignore" })
       child.on("error", () => undefined)
       child.unref()
     } catch {
@@ -254,6 +259,12 @@ class Forwarder {
   }
 }
 
+/** The arguments a started gateway gets: the configured ones, plus `--open` for `serve`. */
+function startArgs(s: Settings): string[] {
+  const serve = s.args.includes("serve")
+  return s.open && serve && !s.args.includes("--open") ? [...s.args, "--open"] : s.args
+}
+
 function refused(err: unknown): boolean {
   const e = err as { code?: string; cause?: { code?: string }; name?: string }
   const code = e?.cause?.code ?? e?.code ?? ""
@@ -272,7 +283,9 @@ function isLoopback(url: string): boolean {
 /** The plugin: `export default { id, server }` (OpenCode's PluginModule shape). */
 const server: Plugin = async (ctx, options) => {
   const fwd = new Forwarder(resolveSettings(isObj(options) ? options : {}))
-  fwd.push({ event: "plugin.started", timestamp: Date.now(), data: { version: VERSION, directory: ctx?.directory } })
+  // `serverUrl` lets the gateway link to this OpenCode's server (`opencode serve`).
+  const serverUrl = ctx?.serverUrl ? String(ctx.serverUrl) : undefined
+  fwd.push({ event: "plugin.started", timestamp: Date.now(), data: { version: VERSION, directory: ctx?.directory, serverUrl } })
   return {
     event: async ({ event }) => {
       const wire = toWire(event)
@@ -306,4 +319,4 @@ export default plugin
  * Internals for the plugin's own tests. Not a function, so OpenCode's loader (which treats
  * exported functions as plugins) leaves it alone.
  */
-export const internals = { resolveSettings, toWire, Forwarder, resetSpawned: () => (spawned = false) }
+export const internals = { resolveSettings, toWire, Forwarder, startArgs, resetSpawned: () => (spawned = false) }

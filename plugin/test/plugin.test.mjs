@@ -9,7 +9,7 @@ import { join } from "node:path"
 
 import plugin, { internals } from "../dist/sidepanel.js"
 
-const { resolveSettings, toWire, Forwarder, resetSpawned } = internals
+const { resolveSettings, toWire, Forwarder, startArgs, resetSpawned } = internals
 
 /** A fake gateway recording every POST; `respond` decides the status. */
 async function gateway(respond = () => 202, port = 0) {
@@ -48,14 +48,23 @@ async function until(pred, what, ms = 5000) {
 
 const settings = (over) => ({
   url: "http://127.0.0.1:9", token: "t0k3n", timeoutMs: 500, maxBuffer: 100, batchSize: 50,
-  delayMs: 5, autostart: false, command: "sidepanel", args: ["serve"], ...over,
+  delayMs: 5, autostart: false, open: true, command: "sidepanel", args: ["serve"], ...over,
+})
+
+test("a started serve opens the dashboard unless turned off", () => {
+  assert.deepEqual(startArgs(settings({ args: ["serve"] })), ["serve", "--open"])
+  assert.deepEqual(startArgs(settings({ args: ["serve", "--open"] })), ["serve", "--open"])
+  assert.deepEqual(startArgs(settings({ args: ["serve"], open: false })), ["serve"])
+  assert.deepEqual(startArgs(settings({ args: ["demo"] })), ["demo"])
+  assert.equal(resolveSettings({ settingsFile: "/nonexistent" }, { SIDEPANEL_OPEN: "0" }).open, false)
+  assert.equal(resolveSettings({ settingsFile: "/nonexistent" }, {}).open, true)
 })
 
 test("toWire keeps what the gateway reads and drops noise", () => {
   const step = toWire({ id: "evt_1", type: "message.part.updated", properties: { sessionID: "ses_1",
     part: { id: "prt_1", sessionID: "ses_1", messageID: "msg_1", type: "step-finish", snapshot: "x".repeat(500),
       tokens: { total: 1290, input: 1034, output: 49, reasoning: 7, cache: { write: 0, read: 200 } }, cost: 0.001246 } } }, 42)
-  assert.deepEqual(step, { event: "message.part.updated", timestamp: 42, data: { sessionID: "ses_1",
+  assert.deepEqual(step, { event: "message.part.updated", timestamp: 42, id: "evt_1", data: { sessionID: "ses_1",
     part: { id: "prt_1", sessionID: "ses_1", messageID: "msg_1", type: "step-finish",
       tokens: { total: 1290, input: 1034, output: 49, reasoning: 7, cache: { write: 0, read: 200 } }, cost: 0.001246, reason: undefined } } })
   assert.equal(toWire({ type: "message.part.updated", properties: { part: { id: "p", type: "text", text: "hi" } } }), undefined)
@@ -166,5 +175,6 @@ test("an unreachable loopback gateway is started once with the configured comman
   await b.drain()
   await until(() => existsSync(marker), "the spawned command to run")
   await new Promise((r) => setTimeout(r, 200))
-  assert.equal(readFileSync(marker, "utf8"), `serve --listen 127.0.0.1:${port}\n`)
+  // A started `serve` opens the dashboard once (`--open`).
+  assert.equal(readFileSync(marker, "utf8"), `serve --listen 127.0.0.1:${port} --open\n`)
 })

@@ -87,8 +87,8 @@ pub enum ConfigError {
     },
     /// No key for an upstream that needs one.
     #[error(
-        "no Venice API key for {host}: set VENICE_API_KEY or upstream.api_key_file \
-         (or point upstream.url at a loopback simulator)"
+        "no Venice API key for {host}: set VENICE_API_KEY or upstream.api_key_file, or save \
+         one with `sidepanel key set` (or point upstream.url at a loopback simulator)"
     )]
     MissingApiKey { host: String },
 }
@@ -264,5 +264,6 @@ mod tests {
         .to_string();
         assert!(!msg.contains('\n'));
         assert!(msg.contains("VENICE_API_KEY") && msg.contains("upstream.api_key_file"));
+        assert!(msg.contains("sidepanel key set"), "{msg}");
     }
 }

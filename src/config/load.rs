@@ -5,11 +5,12 @@
 //! The Venice key comes from `VENICE_API_KEY` first, then `upstream.api_key_file`.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 mod admission;
 mod ingest;
+mod opencode;
 mod store;
 
 use self::values::{
@@ -17,7 +18,7 @@ use self::values::{
 };
 use super::error::{ConfigError, Origin};
 use super::raw::{defaults, RawConfig};
-use super::{ApiKey, Config, DemoConfig, LimitsConfig, LogConfig, UpstreamConfig};
+use super::{ApiKey, Config, DemoConfig, LimitsConfig, LogConfig, MetricsConfig, UpstreamConfig};
 
 /// Values that win over the file: command-line flags, `SIDEPANEL_*` and `VENICE_API_KEY`.
 #[derive(Default, Clone)]
@@ -32,6 +33,12 @@ pub struct Overrides {
     pub api_key: Option<String>,
     /// Replaces `log.filter`.
     pub log_filter: Option<String>,
+    /// Replaces `opencode.url` (`--opencode-url`).
+    pub opencode_url: Option<String>,
+    /// From `OPENCODE_SERVER_PASSWORD`. Never printed.
+    pub opencode_password: Option<String>,
+    /// From `OPENCODE_SERVER_USERNAME`; replaces `opencode.username`.
+    pub opencode_username: Option<String>,
 }
 
 impl fmt::Debug for Overrides {
@@ -43,6 +50,12 @@ impl fmt::Debug for Overrides {
             .field("data_dir", &self.data_dir)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("log_filter", &self.log_filter)
+            .field("opencode_url", &self.opencode_url)
+            .field(
+                "opencode_password",
+                &self.opencode_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("opencode_username", &self.opencode_username)
             .finish()
     }
 }
@@ -56,24 +69,19 @@ pub fn load(overrides: &Overrides) -> Result<Config, ConfigError> {
     build(&raw, &file, overrides)
 }
 
-/// True for `localhost`, `127.0.0.0/8` and `::1` (brackets allowed), the hosts that may run
-/// without a key (the simulator, a local test server).
-pub fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim_end_matches('.');
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    let bare = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    match bare.parse::<IpAddr>() {
-        Ok(IpAddr::V4(ip)) => ip.is_loopback(),
-        Ok(IpAddr::V6(ip)) => {
-            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-        Err(_) => false,
-    }
+pub use crate::access::is_loopback_host;
+
+/// Validates configuration `text` as if it had been read from `overrides.config` (or
+/// `sidepanel.toml`), applying the overrides: [`load`] without reading the configuration file
+/// (the fuzz targets and tests feed text directly). Keys that name files (`api_key_file`,
+/// `ca_file`) are still read.
+pub fn load_str(text: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let path = overrides
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("sidepanel.toml"));
+    let raw = parse_text(&path, text)?;
+    build(&raw, &Origin::File(path), overrides)
 }
 
 fn read_file(path: &Path) -> Result<RawConfig, ConfigError> {
@@ -81,9 +89,13 @@ fn read_file(path: &Path) -> Result<RawConfig, ConfigError> {
         path: path.to_owned(),
         source,
     })?;
-    let de = toml::de::Deserializer::parse(&text)
-        .map_err(|e| ConfigError::from_syntax(path, &text, &e))?;
-    serde_path_to_error::deserialize(de).map_err(|e| ConfigError::from_deserialize(path, &text, &e))
+    parse_text(path, &text)
+}
+
+fn parse_text(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
+    let de = toml::de::Deserializer::parse(text)
+        .map_err(|e| ConfigError::from_syntax(path, text, &e))?;
+    serde_path_to_error::deserialize(de).map_err(|e| ConfigError::from_deserialize(path, text, &e))
 }
 
 fn build(raw: &RawConfig, file: &Origin, ov: &Overrides) -> Result<Config, ConfigError> {
@@ -114,14 +126,9 @@ fn build(raw: &RawConfig, file: &Origin, ov: &Overrides) -> Result<Config, Confi
     };
 
     let threads = raw.threads.unwrap_or(defaults::THREADS);
-    if !(1..=64).contains(&threads) {
-        return Err(ConfigError::invalid(
-            file,
-            "threads",
-            format!("{threads} is out of range (1..=64)"),
-        ));
-    }
+    let threads = in_range(file, "threads", threads, 1..=64)?;
 
+    let allowed_hosts = allowed_hosts(raw, file, listen)?;
     let upstream = upstream(raw, file, ov)?;
     let store = store::store(&raw.store, file, &data_dir, upstream.api_key.as_ref())?;
     Ok(Config {
@@ -129,6 +136,7 @@ fn build(raw: &RawConfig, file: &Origin, ov: &Overrides) -> Result<Config, Confi
         listen,
         data_dir,
         threads: usize::try_from(threads).unwrap_or(1),
+        allowed_hosts,
         upstream,
         limits: limits(raw, file)?,
         log: log(raw, file, ov)?,
@@ -137,8 +145,65 @@ fn build(raw: &RawConfig, file: &Origin, ov: &Overrides) -> Result<Config, Confi
         lean: lean(raw, file)?,
         admission: admission::admission(&raw.admission, file)?,
         ingest: ingest::ingest(&raw.ingest, file)?,
+        opencode: opencode::opencode(&raw.opencode, file, ov)?,
         store,
+        metrics: metrics(raw, file)?,
     })
+}
+
+/// `[metrics]`: the model-label cap, at most the hub's own cap (a larger one would change
+/// nothing, since the hub already folds later models into `other`).
+fn metrics(raw: &RawConfig, file: &Origin) -> Result<MetricsConfig, ConfigError> {
+    let max = defaults::METRICS_MAX_MODELS;
+    let max_models = raw.metrics.max_models.unwrap_or(max);
+    let max_models = in_range(file, "metrics.max_models", max_models, 1..=max)?;
+    Ok(MetricsConfig {
+        max_models: usize::try_from(max_models).unwrap_or(1),
+    })
+}
+
+/// `value` of `key` when it lies in `range`, else an error naming both.
+fn in_range(
+    file: &Origin,
+    key: &str,
+    value: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    if range.contains(&value) {
+        return Ok(value);
+    }
+    let (lo, hi) = range.into_inner();
+    Err(ConfigError::invalid(
+        file,
+        key,
+        format!("{value} is out of range ({lo}..={hi})"),
+    ))
+}
+
+/// The listen address (unless a wildcard, which names no host) plus `allowed_hosts`, each a
+/// host name or address with an optional port.
+fn allowed_hosts(
+    raw: &RawConfig,
+    file: &Origin,
+    listen: SocketAddr,
+) -> Result<Vec<String>, ConfigError> {
+    let mut hosts = Vec::new();
+    if !listen.ip().is_unspecified() {
+        hosts.push(listen.ip().to_string());
+    }
+    for (i, host) in raw.allowed_hosts.iter().flatten().enumerate() {
+        match crate::access::host_name(host) {
+            Some(name) if !name.contains('*') => hosts.push(name),
+            _ => {
+                return Err(ConfigError::invalid(
+                    file,
+                    &format!("allowed_hosts[{i}]"),
+                    format!("{host:?} is not a host name or address (e.g. \"sidepanel.lan\")"),
+                ))
+            }
+        }
+    }
+    Ok(hosts)
 }
 
 fn upstream(raw: &RawConfig, file: &Origin, ov: &Overrides) -> Result<UpstreamConfig, ConfigError> {

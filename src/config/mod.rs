@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use error::{ConfigError, Origin};
-pub use load::{is_loopback_host, load, Overrides};
+pub use load::{is_loopback_host, load, load_str, Overrides};
 
 use crate::pricing::PriceTable;
 
@@ -108,6 +108,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Worker threads of the proxy service.
     pub threads: usize,
+    /// Hosts accepted in `Host`/`Origin` besides loopback names: the listen address (when not a
+    /// wildcard) and `allowed_hosts` from the file.
+    pub allowed_hosts: Vec<String>,
     pub upstream: UpstreamConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
@@ -122,6 +125,18 @@ pub struct Config {
     pub ingest: crate::ingest::IngestConfig,
     /// Session storage (`[store]`).
     pub store: crate::store::StoreConfig,
+    /// The link to an `opencode serve` (`[opencode]`, `--opencode-url`).
+    pub opencode: crate::opencode::OpencodeConfig,
+    /// The Prometheus exposition (`[metrics]`).
+    pub metrics: MetricsConfig,
+}
+
+/// The Prometheus exposition on `/metrics` (`[metrics]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Distinct `model` label values kept; later models are exported as `other`
+    /// (`Metrics::with_max_models`).
+    pub max_models: usize,
 }
 
 /// The supervised `lean-lsp-mcp` MCP server (`[lean]`), see `crate::lean`.

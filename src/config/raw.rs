@@ -50,6 +50,9 @@ pub(crate) mod defaults {
     pub const INGEST_MAX_BODY_BYTES: u64 = 1024 * 1024;
     pub const INGEST_MAX_EVENTS: u64 = 1000;
     pub const INGEST_PLUGIN_SILENT_AFTER: &str = "60s";
+
+    /// The hub's own cap on models it tracks.
+    pub const METRICS_MAX_MODELS: u64 = crate::hub::state::MAX_MODELS as u64;
 }
 
 /// The whole file. Every field is optional; a missing one takes its default.
@@ -62,6 +65,9 @@ pub(crate) struct RawConfig {
     pub data_dir: Option<String>,
     /// Worker threads of the proxy service (1..=64).
     pub threads: Option<u64>,
+    /// Host names the gateway answers to besides loopback names and the listen address (for
+    /// `Host`/`Origin` checks), e.g. `["sidepanel.lan"]`.
+    pub allowed_hosts: Option<Vec<String>>,
     #[serde(default)]
     pub upstream: RawUpstream,
     #[serde(default)]
@@ -80,6 +86,18 @@ pub(crate) struct RawConfig {
     pub ingest: RawIngest,
     #[serde(default)]
     pub store: RawStore,
+    #[serde(default)]
+    pub opencode: RawOpencode,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+/// `[metrics]`: the Prometheus exposition on `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub(crate) struct RawMetrics {
+    /// Distinct `model` label values kept (1..=64); later models are exported as `other`.
+    pub max_models: Option<u64>,
 }
 
 /// `[ingest]`: OpenCode plugin events on `POST /events`.
@@ -92,6 +110,24 @@ pub(crate) struct RawIngest {
     pub max_events: Option<u64>,
     /// Proxied OpenCode traffic without a plugin event for this long raises an alert.
     pub plugin_silent_after: Option<String>,
+}
+
+/// `[opencode]`: the link to an `opencode serve` (its event stream, session revert). The
+/// password is not in the file: it comes from `OPENCODE_SERVER_PASSWORD`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub(crate) struct RawOpencode {
+    /// Base URL, e.g. `http://127.0.0.1:4096`; `""` = none (learned from the plugin if it says).
+    pub url: Option<String>,
+    /// Basic-auth user name; `OPENCODE_SERVER_USERNAME` wins.
+    pub username: Option<String>,
+    /// Humantime durations.
+    pub request_timeout: Option<String>,
+    pub reconnect_min: Option<String>,
+    pub reconnect_max: Option<String>,
+    pub idle_timeout: Option<String>,
+    /// Failed attempts in a row before the server counts as gone.
+    pub gone_after: Option<u64>,
 }
 
 /// `[upstream]`: where and how Venice is reached.

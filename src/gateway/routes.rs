@@ -12,6 +12,7 @@ use pingora::proxy::Session;
 use pingora::Result;
 use serde_json::json;
 
+use crate::access::Site;
 use crate::admission::Admission;
 use crate::gateway::upstream::CLIENT_PREFIX;
 use crate::hub::HubHandle;
@@ -33,15 +34,22 @@ pub fn is_chat(path: &str) -> bool {
     path.trim_end_matches('/').ends_with("/chat/completions")
 }
 
-/// Answers a local route.
+/// Answers a local route. Every route but `/healthz` first passes the install's host policy
+/// (403 for a foreign `Host` or `Origin`: DNS-rebinding defence), since they all read state.
 pub async fn serve(
     session: &mut Session,
     hub: &HubHandle,
     metrics: &Metrics,
     admission: &Admission,
+    site: &Site,
 ) -> Result<()> {
     let path = session.req_header().uri.path().to_owned();
     let method = session.req_header().method.clone();
+    if path != "/healthz" {
+        if let Err(denied) = site.hosts().check(&session.req_header().headers) {
+            return write_error(session, 403, "forbidden_host", denied.message()).await;
+        }
+    }
     if method != http::Method::GET && method != http::Method::HEAD {
         let body = error_body(
             "method not allowed on a sidepanel route",
@@ -72,6 +80,11 @@ pub async fn serve(
             write(session, 200, "application/json", body.into()).await
         }
         _ => match dashboard_asset(&path) {
+            Some((content_type, body, _)) if content_type.starts_with("text/html") => {
+                // The page carries the install token: never cached, never shared.
+                let body = with_token(body, site.token());
+                write_with(session, 200, content_type, "no-store", true, body).await
+            }
             Some((content_type, body, cache)) => {
                 let body = Bytes::from_static(body);
                 write_with(session, 200, content_type, cache, true, body).await
@@ -103,6 +116,29 @@ fn dashboard_asset(path: &str) -> Option<(&'static str, &'static [u8], &'static 
         "no-cache"
     };
     Some((content_type, body, cache))
+}
+
+/// Where the page expects the token (`dashboards/web/index.html`).
+const TOKEN_SLOT: &str = r#"<meta name="sidepanel-token" content="""#;
+
+/// The page with the install token filled into its `sidepanel-token` meta tag, so the page's
+/// script can open `/ws` (the token is HTML-escaped; a page without the slot is served as is).
+fn with_token(page: &[u8], token: &str) -> Bytes {
+    let Ok(text) = std::str::from_utf8(page) else {
+        return Bytes::copy_from_slice(page);
+    };
+    let escaped: String = token
+        .chars()
+        .map(|c| match c {
+            '"' => "&quot;".to_owned(),
+            '&' => "&amp;".to_owned(),
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect();
+    let filled = format!(r#"<meta name="sidepanel-token" content="{escaped}""#);
+    Bytes::from(text.replacen(TOKEN_SLOT, &filled, 1))
 }
 
 /// Headers on dashboard files: the page loads only its own scripts and talks only to its own

@@ -6,6 +6,8 @@
 //! once. Readers (local routes) take a short read lock on the shared state; no lock is ever held
 //! across an `.await`.
 
+mod alerts;
+mod day;
 pub mod state;
 pub mod update;
 
@@ -21,7 +23,7 @@ use crate::gateway::headers::VeniceHeaders;
 use crate::gateway::record::{CostSource, RequestRecord};
 use crate::metrics::Metrics;
 use crate::pricing::PriceTable;
-use crate::util::epoch_ms;
+use crate::util::{epoch_ms, from_epoch_ms};
 pub use state::State;
 use update::UpdateLog;
 pub use update::{Since, Sink, StateUpdate, Stored, UpdateSource, UpdateType};
@@ -47,8 +49,11 @@ pub enum HubEvent {
         currency: state::AlertCurrency,
         below: Option<f64>,
     },
-    /// OpenCode plugin events accepted by `crate::ingest` (or its settings).
+    /// OpenCode plugin events accepted by `crate::ingest` (or its settings). A batch's
+    /// `applied` sender is answered with the last sequence once its updates are published.
     Opencode(crate::ingest::OpencodeMessage),
+    /// The OpenCode server link's health, or the outcome of a session revert (`crate::opencode`).
+    OpencodeLink(crate::opencode::LinkEvent),
 }
 
 /// Events the hub queue holds before producers start dropping (and counting) them.
@@ -280,9 +285,9 @@ impl Hub {
                 self.fill_cost(&mut record);
                 let mut guard = self.shared.write();
                 let Shared { state, log } = &mut *guard;
-                let key = state.model_key(record.model.as_deref());
-                let health_changed = state.apply_request(&record);
-                let opencode = crate::ingest::apply::on_request(state, &record, SystemTime::now());
+                // The store replays this with the update's timestamp: use exactly that time.
+                let applied = state.record_request(&record, from_epoch_ms(now));
+                let key = applied.model;
                 let session = record
                     .session_id
                     .as_ref()
@@ -293,13 +298,14 @@ impl Hub {
                     "model_totals": state.models.get(&key),
                     "session_totals": session.map(|s| &s.totals),
                     "totals": state.totals,
+                    "today": state.today,
                 });
                 log.publish(UpdateType::Usage, UpdateSource::Venice, now, payload);
-                if health_changed {
+                if applied.health_changed {
                     let payload = json!({"upstream": state.upstream});
                     log.publish(UpdateType::Health, UpdateSource::Gateway, now, payload);
                 }
-                for (kind, source, payload) in opencode {
+                for (kind, source, payload) in applied.opencode {
                     log.publish(kind, source, now, payload);
                 }
                 state.sequence = log.last();
@@ -329,13 +335,28 @@ impl Hub {
                 let payload = json!({"currency": currency, "below": below, "alerts": state.alerts});
                 state.sequence = log.publish(UpdateType::Alert, UpdateSource::User, now, payload);
             }
-            HubEvent::Opencode(msg) => {
+            HubEvent::OpencodeLink(ev) => {
+                let mut guard = self.shared.write();
+                let Shared { state, log } = &mut *guard;
+                for (kind, source, payload) in crate::opencode::apply(state, ev) {
+                    log.publish(kind, source, now, payload);
+                }
+                state.sequence = log.last();
+            }
+            HubEvent::Opencode(mut msg) => {
+                let applied = msg.take_applied();
                 let mut guard = self.shared.write();
                 let Shared { state, log } = &mut *guard;
                 for (kind, source, payload) in crate::ingest::apply::apply(state, msg) {
                     log.publish(kind, source, now, payload);
                 }
                 state.sequence = log.last();
+                let last = state.sequence;
+                drop(guard);
+                // The ingest waits for the store to commit this before it answers.
+                if let Some(tx) = applied {
+                    let _ = tx.send(last);
+                }
             }
         }
         // A full-state checkpoint for the session store every so many updates.

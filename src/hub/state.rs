@@ -14,6 +14,9 @@ use crate::gateway::record::{Outcome, RequestRecord};
 use crate::gateway::usage::{Cost, Usage};
 use crate::util::epoch_ms;
 
+pub use super::alerts::{AlertCurrency, Alerts};
+pub use super::day::DayTotals;
+
 /// How many finished requests the state keeps for display.
 pub const RECENT_REQUESTS: usize = 50;
 /// Distinct sessions kept; the least recently active is dropped beyond this.
@@ -123,56 +126,6 @@ pub struct UpstreamHealth {
     pub last_error: Option<String>,
 }
 
-/// A billing currency an alert threshold watches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AlertCurrency {
-    Diem,
-    Usd,
-}
-
-/// Alert thresholds the user set (WebSocket `setAlert`); `None` = no alert.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Alerts {
-    /// Alert when the Diem balance falls below this.
-    pub diem_below: Option<f64>,
-    /// Alert when the USD balance falls below this.
-    pub usd_below: Option<f64>,
-    /// The Diem alert is firing (balance below its threshold).
-    pub diem_firing: bool,
-    /// The USD alert is firing.
-    pub usd_firing: bool,
-}
-
-impl Alerts {
-    /// Re-evaluates both alerts against `balance`; returns the ones whose firing state changed.
-    pub fn evaluate(&mut self, balance: &Balance) -> Vec<(AlertCurrency, bool)> {
-        let mut changed = Vec::new();
-        for (currency, below, value, firing) in [
-            (
-                AlertCurrency::Diem,
-                self.diem_below,
-                balance.diem,
-                &mut self.diem_firing,
-            ),
-            (
-                AlertCurrency::Usd,
-                self.usd_below,
-                balance.usd,
-                &mut self.usd_firing,
-            ),
-        ] {
-            let now_firing = matches!((below, value), (Some(t), Some(v)) if v < t);
-            if now_firing != *firing {
-                *firing = now_firing;
-                changed.push((currency, now_firing));
-            }
-        }
-        changed
-    }
-}
-
 /// Admission outcomes by reason (`/api/sidepanel/state` adds the live gates as `models`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -194,6 +147,8 @@ pub struct State {
     pub models: BTreeMap<String, Totals>,
     pub sessions: BTreeMap<String, SessionUsage>,
     pub totals: Totals,
+    /// Totals of the current UTC day (Venice's Diem allocation resets at 00:00 UTC).
+    pub today: DayTotals,
     pub upstream: UpstreamHealth,
     pub recent: VecDeque<RequestRecord>,
     /// Lean proof state by file (payloads owned by the Lean component).
@@ -204,6 +159,18 @@ pub struct State {
     pub admission: AdmissionTotals,
     /// The OpenCode plugin's liveness and the "plugin silent" alert (see `crate::ingest`).
     pub plugin: crate::ingest::PluginStatus,
+    /// The link to `opencode serve` (health, last session revert; see `crate::opencode`).
+    pub opencode_link: crate::opencode::LinkStatus,
+}
+
+/// What [`State::record_request`] did, for the hub to publish.
+#[derive(Debug)]
+pub struct RequestApplied {
+    /// The key the request was counted under (see [`State::model_key`]).
+    pub model: String,
+    pub health_changed: bool,
+    /// The ingest's updates (session step matching, plugin-silent alert), in order.
+    pub opencode: Vec<crate::ingest::apply::Update>,
 }
 
 /// What a header observation changed.
@@ -249,15 +216,31 @@ impl State {
         changes
     }
 
-    /// Applies a finished request: totals, health and the recent list. Returns whether the
-    /// upstream health changed.
-    pub fn apply_request(&mut self, record: &RequestRecord) -> bool {
+    /// Applies a finished request (its cost already filled in) as of `at`: totals, health,
+    /// admission counts, the recent list, then the ingest's step matching and plugin-silent
+    /// check. The one place a request changes the state: the hub runs it live and the store
+    /// replays a `usage` update with it (`at` = the update's timestamp), so both agree.
+    pub fn record_request(&mut self, record: &RequestRecord, at: SystemTime) -> RequestApplied {
+        let model = self.model_key(record.model.as_deref());
+        let health_changed = self.count_request(record);
+        let opencode = crate::ingest::apply::on_request(self, record, at);
+        RequestApplied {
+            model,
+            health_changed,
+            opencode,
+        }
+    }
+
+    /// Totals, health, admission counts and the recent list; whether the health changed.
+    fn count_request(&mut self, record: &RequestRecord) -> bool {
         let health_before = self.upstream.status;
         let failed = record.outcome != Outcome::Ok;
         let usage = record.usage.as_ref();
         let cost = record.cost.as_ref();
         let model = self.model_key(record.model.as_deref());
         self.totals.add(usage, cost, failed);
+        self.today
+            .add(epoch_ms(record.started_at), usage, cost, failed);
         self.models
             .entry(model.clone())
             .or_default()

@@ -5,20 +5,30 @@
 //! OpenCode's steps and watch for proxied traffic while the plugin says nothing. Returns the
 //! updates to publish; the hub stamps and broadcasts them. No I/O, no clock but the times
 //! passed in.
+//!
+//! Every change is published, so the session store can replay it exactly (`store/replay.rs`):
+//! a batch publishes one `session` update per session touched, `{session, events, opencode,
+//! totals, last_active, plugin, message_id?, remembered?}`, or a `{plugin}` update when it
+//! touched none (or the plugin started); a changed plugin-silent interval publishes `{plugin}`.
+//! `message_id` is the OpenCode message a timeline point maps to (for OpenCode's revert);
+//! `remembered` lists, in order, what the batch added to or changed in the session's
+//! deduplication memory (`memory.rs`), which `opencode` leaves out.
 
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use tokio::sync::oneshot;
 
 use super::event::{Kind, SessionEvent};
+use super::memory::Remembered;
 use crate::gateway::record::{Outcome, RequestRecord};
 use crate::hub::state::State;
 use crate::hub::{UpdateSource, UpdateType};
 use crate::util::epoch_ms;
 
 /// What the ingest hands the hub.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum OpencodeMessage {
     /// How long proxied session traffic may go on without a plugin event before the alert.
     Settings { silent_after: Duration },
@@ -26,12 +36,38 @@ pub enum OpencodeMessage {
     Batch(OpencodeBatch),
 }
 
+impl OpencodeMessage {
+    /// Takes the batch's [`OpencodeBatch::applied`] sender, for the hub to answer once the
+    /// batch's updates are published.
+    pub fn take_applied(&mut self) -> Option<oneshot::Sender<u64>> {
+        match self {
+            Self::Batch(b) => b.applied.take(),
+            Self::Settings { .. } => None,
+        }
+    }
+}
+
 /// Events accepted from one request.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct OpencodeBatch {
     /// When the gateway accepted them (liveness is judged by arrival, not plugin clocks).
     pub received_at: SystemTime,
     pub events: Vec<SessionEvent>,
+    /// Told the sequence of the last update the hub published for the batch, once it has
+    /// applied it (every batch publishes at least one). The ingest waits for the store to
+    /// commit that sequence before it answers; dropped unanswered when the hub never saw it.
+    pub applied: Option<oneshot::Sender<u64>>,
+}
+
+impl OpencodeBatch {
+    /// A batch received at `received_at`, nobody waiting for it.
+    pub fn new(received_at: SystemTime, events: Vec<SessionEvent>) -> Self {
+        Self {
+            received_at,
+            events,
+            applied: None,
+        }
+    }
 }
 
 /// One update for the hub to publish.
@@ -129,8 +165,12 @@ impl PluginStatus {
 pub fn apply(state: &mut State, msg: OpencodeMessage) -> Vec<Update> {
     match msg {
         OpencodeMessage::Settings { silent_after } => {
-            state.plugin.silent_after_ms = silent_after.as_millis() as u64;
-            Vec::new()
+            let ms = silent_after.as_millis() as u64;
+            if state.plugin.silent_after_ms == ms {
+                return Vec::new();
+            }
+            state.plugin.silent_after_ms = ms;
+            vec![plugin_update(&state.plugin)]
         }
         OpencodeMessage::Batch(batch) => apply_batch(state, batch),
     }
@@ -142,11 +182,12 @@ fn apply_batch(state: &mut State, batch: OpencodeBatch) -> Vec<Update> {
         tracing::info!("plugin events arrive again; plugin-silent alert cleared");
         updates.push(state.plugin.alert(false));
     }
-    // Sessions touched, in first-touch order, with the event names applied to each.
-    let mut touched: Vec<(String, Vec<String>)> = Vec::new();
+    // Sessions touched, in first-touch order, with the event names applied to each and the
+    // last OpenCode message they name.
+    let mut touched: Vec<Touched> = Vec::new();
     let mut plugin_started = false;
     for ev in &batch.events {
-        if let Kind::PluginStarted { version } = &ev.kind {
+        if let Kind::PluginStarted { version, .. } = &ev.kind {
             state.plugin.starts += 1;
             state.plugin.version.clone_from(version);
             plugin_started = true;
@@ -156,22 +197,74 @@ fn apply_batch(state: &mut State, batch: OpencodeBatch) -> Vec<Update> {
         let Some(s) = state.sessions.get_mut(sid) else {
             continue;
         };
-        s.opencode.apply(ev, &s.totals);
-        match touched.iter_mut().find(|(id, _)| id == sid) {
-            Some((_, names)) => names.push(ev.name.clone()),
-            None => touched.push((sid.clone(), vec![ev.name.clone()])),
+        let remembered = s.opencode.apply(ev, &s.totals);
+        let t = match touched.iter().position(|t| &t.session == sid) {
+            Some(i) => &mut touched[i],
+            None => {
+                touched.push(Touched {
+                    session: sid.clone(),
+                    events: Vec::new(),
+                    message_id: None,
+                    remembered: Vec::new(),
+                });
+                touched.last_mut().expect("just pushed")
+            }
+        };
+        t.events.push(ev.name.clone());
+        t.remembered.extend(remembered);
+        if let Some(id) = revert_point(&ev.kind) {
+            t.message_id = Some(id.to_owned());
         }
     }
-    if plugin_started {
-        let payload = json!({"plugin": state.plugin});
-        updates.push((UpdateType::Session, UpdateSource::Opencode, payload));
+    // Every batch changes `plugin` (counts, last event): publish it, so replay has it too.
+    let published = touched
+        .iter()
+        .any(|t| state.sessions.contains_key(&t.session));
+    if plugin_started || !published {
+        updates.push(plugin_update(&state.plugin));
     }
-    for (sid, events) in touched {
-        if let Some(s) = state.sessions.get(&sid) {
-            updates.push(session_update(&sid, events, s));
+    for t in touched {
+        if let Some(s) = state.sessions.get(&t.session) {
+            let mut u = session_update(&t.session, t.events, s);
+            u.2["plugin"] = json!(state.plugin);
+            if let Some(id) = t.message_id {
+                u.2["message_id"] = json!(id);
+            }
+            if !t.remembered.is_empty() {
+                u.2["remembered"] = json!(t.remembered);
+            }
+            updates.push(u);
         }
     }
     updates
+}
+
+/// One session a batch touched.
+struct Touched {
+    session: String,
+    events: Vec<String>,
+    message_id: Option<String>,
+    /// What its events changed in the session's memory, in order.
+    remembered: Vec<Remembered>,
+}
+
+/// The OpenCode message an event makes a point to return to: a user message, or an
+/// assistant message once completed (its in-progress updates are not).
+fn revert_point(kind: &Kind) -> Option<&str> {
+    match kind {
+        Kind::Message {
+            id,
+            assistant,
+            completed,
+            ..
+        } if !assistant || *completed => Some(id),
+        _ => None,
+    }
+}
+
+fn plugin_update(plugin: &PluginStatus) -> Update {
+    let payload = json!({"plugin": plugin});
+    (UpdateType::Session, UpdateSource::Opencode, payload)
 }
 
 /// What the ingest adds to a finished proxied request: step matching for its session and the
@@ -209,6 +302,7 @@ fn session_update(sid: &str, events: Vec<String>, s: &crate::hub::state::Session
         "events": events,
         "opencode": s.opencode,
         "totals": s.totals,
+        "last_active": epoch_ms(s.last_active),
     });
     (UpdateType::Session, UpdateSource::Opencode, payload)
 }

@@ -35,14 +35,16 @@ pub struct OcTokens {
 }
 
 impl OcTokens {
-    /// Adds `other` (totals are summed when both have one, else dropped).
+    /// Adds `other` (totals are summed when both have one, else dropped). Saturating: counts
+    /// come from a peer and may be absurd (up to `u64::MAX`), which must not panic the hub.
     pub fn add(&mut self, other: &OcTokens) {
-        self.input += other.input;
-        self.output += other.output;
-        self.reasoning += other.reasoning;
-        self.cache_read += other.cache_read;
-        self.cache_write += other.cache_write;
-        self.total = Some(self.total.unwrap_or(0) + other.total.unwrap_or(other.sum()));
+        self.input = self.input.saturating_add(other.input);
+        self.output = self.output.saturating_add(other.output);
+        self.reasoning = self.reasoning.saturating_add(other.reasoning);
+        self.cache_read = self.cache_read.saturating_add(other.cache_read);
+        self.cache_write = self.cache_write.saturating_add(other.cache_write);
+        let t = other.total.unwrap_or(other.sum());
+        self.total = Some(self.total.unwrap_or(0).saturating_add(t));
     }
 
     /// Subtracts `other` (saturating), the inverse of [`OcTokens::add`].
@@ -56,9 +58,16 @@ impl OcTokens {
         self.total = self.total.map(|s| s.saturating_sub(t));
     }
 
-    /// Every token counted once.
+    /// Every token counted once (saturating).
     pub fn sum(&self) -> u64 {
-        self.input + self.output + self.reasoning + self.cache_read + self.cache_write
+        [
+            self.output,
+            self.reasoning,
+            self.cache_read,
+            self.cache_write,
+        ]
+        .into_iter()
+        .fold(self.input, u64::saturating_add)
     }
 }
 
@@ -109,6 +118,9 @@ pub enum Kind {
     /// `plugin.started`: the plugin (re)started.
     PluginStarted {
         version: Option<String>,
+        /// The OpenCode server the plugin runs in (`serverUrl` of its context), which the
+        /// `opencode serve` link may use when none is configured.
+        server_url: Option<String>,
     },
     /// Anything else: only proves the plugin is alive.
     Other,
@@ -123,6 +135,8 @@ pub struct SessionEvent {
     pub timestamp: u64,
     /// The OpenCode session it belongs to, when it names one.
     pub session_id: Option<String>,
+    /// OpenCode's bus event id (`evt_…`), when the sender passed it on as `id`.
+    pub event_id: Option<String>,
     pub kind: Kind,
 }
 
@@ -158,11 +172,13 @@ pub fn parse(value: &Value) -> Result<SessionEvent, String> {
         .get("data")
         .and_then(Value::as_object)
         .ok_or("`data` must be a JSON object")?;
+    let event_id = id_field(obj, "id")?;
     let (session_id, kind) = kind_of(&name, data).map_err(|e| format!("{name}: {e}"))?;
     Ok(SessionEvent {
         name,
         timestamp,
         session_id,
+        event_id,
         kind,
     })
 }
@@ -303,6 +319,7 @@ fn kind_of(name: &str, data: &Map<String, Value>) -> Result<Parsed, String> {
             None,
             Kind::PluginStarted {
                 version: text(data, "version"),
+                server_url: text(data, "serverUrl"),
             },
         )),
         _ => Ok((sid().ok().flatten(), Kind::Other)),

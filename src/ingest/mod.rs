@@ -3,16 +3,19 @@
 //!
 //! Owns the public face: [`Ingest`] (access checks, size and schema validation, handing the
 //! accepted events to the hub, `.lean` edits to the Lean component), [`IngestConfig`],
-//! [`IngestError`] (every 4xx with its JSON body) and [`load_or_create_token`]. Inside:
+//! [`IngestError`] (every 4xx/503 with its JSON body) and [`load_or_create_token`]. Inside:
 //! `access` (Host/Origin/token), [`event`] (schema → typed events), [`session`] (per-session
 //! OpenCode state), [`apply`] (state changes and the plugin-silent alert, run by the hub) and
-//! `http` ([`handle`], the pingora adapter the gateway's `request_filter` calls).
+//! `http` ([`handle`], the pingora adapter the gateway's `request_filter` calls, and
+//! [`Ingest::submit`], which with the session store answers only once the events are committed).
 
 mod access;
 pub mod apply;
 pub mod event;
+mod feed;
 mod fields;
 mod http;
+pub mod memory;
 pub mod session;
 #[cfg(test)]
 mod tests;
@@ -25,10 +28,13 @@ use serde_json::{json, Value};
 
 use crate::hub::{HubEvent, HubHandle};
 use crate::lean::LeanControl;
+use crate::store::StoreHandle;
 pub use access::{host_name, load_or_create_token, Access, TOKEN_FILE, TOKEN_HEADER};
 pub use apply::{OpencodeBatch, OpencodeMessage, PluginStatus, DEFAULT_SILENT_AFTER};
 pub use event::{Kind, OcTokens, SessionEvent};
-pub use http::handle;
+pub use feed::to_wire;
+pub use http::{handle, COMMIT_TIMEOUT};
+pub use memory::{Memory, Remembered, SessionMemories};
 pub use session::OpencodeSession;
 
 /// The path the plugin posts to.
@@ -80,6 +86,10 @@ pub enum IngestError {
     Malformed(String),
     #[error("no valid event: {}", .0.first().map_or("empty", |(_, e)| e.as_str()))]
     Schema(Vec<(usize, String)>),
+    /// The events could not be confirmed stored (hub queue full, store not committing):
+    /// retry later. See [`Ingest::submit`].
+    #[error("events not acknowledged: {0}; retry later")]
+    Unavailable(String),
 }
 
 impl IngestError {
@@ -92,6 +102,7 @@ impl IngestError {
             Self::TooLarge(_) | Self::TooManyEvents(_) => 413,
             Self::Malformed(_) => 400,
             Self::Schema(_) => 422,
+            Self::Unavailable(_) => 503,
         }
     }
 
@@ -106,6 +117,7 @@ impl IngestError {
             Self::TooManyEvents(_) => "too_many_events",
             Self::Malformed(_) => "malformed_json",
             Self::Schema(_) => "invalid_event",
+            Self::Unavailable(_) => "not_acknowledged",
         }
     }
 
@@ -129,14 +141,19 @@ pub struct Accepted {
     pub accepted: usize,
     /// Events refused by the schema (index in the batch, reason); the others were accepted.
     pub rejected: Vec<(usize, String)>,
+    /// With the session store: the sequence of the batch's last update, committed to the
+    /// database before the answer (see [`Ingest::submit`]).
+    pub sequence: Option<u64>,
 }
 
 impl Accepted {
-    /// The 202 body.
+    /// The 202 body: `{accepted, rejected}`, plus `sequence` when it was stored.
     pub fn body(&self) -> Bytes {
-        json!({"accepted": self.accepted, "rejected": rejected_json(&self.rejected)})
-            .to_string()
-            .into()
+        let mut v = json!({"accepted": self.accepted, "rejected": rejected_json(&self.rejected)});
+        if let Some(seq) = self.sequence {
+            v["sequence"] = json!(seq);
+        }
+        v.to_string().into()
     }
 }
 
@@ -152,7 +169,14 @@ pub struct Ingest {
     config: IngestConfig,
     access: Access,
     lean: Option<Arc<dyn LeanControl>>,
+    store: Option<StoreHandle>,
+    commit_timeout: Duration,
+    /// Told the OpenCode server URL a plugin reports (`plugin.started`'s `serverUrl`).
+    server_url: std::sync::OnceLock<ServerUrlSink>,
 }
+
+/// Where [`Ingest::on_server_url`] sends a reported OpenCode server URL.
+type ServerUrlSink = Box<dyn Fn(&str) + Send + Sync>;
 
 impl Ingest {
     /// An ingest feeding `hub`, accepting requests that carry `token`. Tells the hub the
@@ -166,7 +190,24 @@ impl Ingest {
             config,
             access: Access::new(token, Vec::new()),
             lean: None,
+            store: None,
+            commit_timeout: COMMIT_TIMEOUT,
+            server_url: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Hands the OpenCode server URL a plugin reports to `sink` (the `opencode serve` link,
+    /// which is built after the ingest it feeds). Set once; later calls are ignored.
+    pub fn on_server_url(&self, sink: impl Fn(&str) + Send + Sync + 'static) {
+        let _ = self.server_url.set(Box::new(sink));
+    }
+
+    /// Answers 2xx only once the accepted events are committed to this store (see
+    /// [`Ingest::submit`]); without it, as soon as they are handed to the hub.
+    pub fn with_store(mut self, store: StoreHandle, timeout: Duration) -> Self {
+        self.store = Some(store);
+        self.commit_timeout = timeout;
+        self
     }
 
     /// The gateway's ingest: the install token from `<data_dir>/token` (created on first run),
@@ -179,7 +220,7 @@ impl Ingest {
     ) -> std::io::Result<(Self, String)> {
         let token = load_or_create_token(&config.data_dir)?;
         let ingest = Self::new(hub, config.ingest.clone(), token.clone())
-            .with_allowed_hosts(vec![config.listen.to_string()])
+            .with_allowed_hosts(config.allowed_hosts.clone())
             .with_lean(lean);
         Ok((ingest, token))
     }
@@ -196,8 +237,18 @@ impl Ingest {
         self
     }
 
+    /// The install's token and host policy (shared with the gateway's routes).
+    pub fn site(&self) -> &crate::access::Site {
+        self.access.site()
+    }
+
     pub fn config(&self) -> &IngestConfig {
         &self.config
+    }
+
+    /// The gateway's metrics (accepted events, refusals).
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        self.hub.metrics()
     }
 
     /// Checks a request's method and headers before its body is read.
@@ -228,8 +279,20 @@ impl Ingest {
         Ok(())
     }
 
-    /// Validates a complete body and hands the valid events to the hub.
+    /// Validates a complete body and hands the valid events to the hub without waiting.
     pub fn accept(&self, body: &[u8]) -> Result<Accepted, IngestError> {
+        let (events, accepted) = self.validate(body)?;
+        self.hub.send(HubEvent::Opencode(OpencodeMessage::Batch(
+            OpencodeBatch::new(SystemTime::now(), events),
+        )));
+        Ok(accepted)
+    }
+
+    /// Checks a complete body; returns the valid events and what to answer about them.
+    pub(super) fn validate(
+        &self,
+        body: &[u8],
+    ) -> Result<(Vec<SessionEvent>, Accepted), IngestError> {
         if body.len() > self.config.max_body_bytes {
             return Err(IngestError::TooLarge(self.config.max_body_bytes));
         }
@@ -261,13 +324,27 @@ impl Ingest {
             tracing::debug!(index = i, error = %e, "plugin event rejected");
         }
         self.check_lean(&events);
-        let accepted = events.len();
-        self.hub
-            .send(HubEvent::Opencode(OpencodeMessage::Batch(OpencodeBatch {
-                received_at: SystemTime::now(),
-                events,
-            })));
-        Ok(Accepted { accepted, rejected })
+        if let Some(sink) = self.server_url.get() {
+            for ev in &events {
+                if let Kind::PluginStarted {
+                    server_url: Some(url),
+                    ..
+                } = &ev.kind
+                {
+                    sink(url);
+                }
+            }
+        }
+        let metrics = self.hub.metrics();
+        for ev in &events {
+            metrics.ingest_accepted(&ev.name);
+        }
+        let accepted = Accepted {
+            accepted: events.len(),
+            rejected,
+            sequence: None,
+        };
+        Ok((events, accepted))
     }
 
     /// Hands each edited `.lean` file to the Lean component (which debounces bursts).

@@ -6,22 +6,18 @@
 //! sends `message.updated` several times), and the split of the proxied calls into `counted`
 //! (matched to an OpenCode step by their usage) and `uncounted` (the session-title call, which
 //! OpenCode never counts, failed calls, and calls whose step event has not arrived yet).
-//! Pure data, bounded everywhere, tested directly.
+//! Pure data, bounded everywhere, tested directly. What it remembers to deduplicate and match
+//! ([`Memory`]) is not part of its JSON; see `memory.rs` for how it is persisted.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
 use super::event::{Kind, OcTokens, SessionEvent};
+pub use super::memory::{Memory, Remembered, MAX_IDS, MAX_MESSAGES, MAX_PENDING};
 use crate::gateway::usage::{Cost, Usage};
 use crate::hub::state::Totals;
 
-/// Message ids remembered per session for deduplication.
-pub const MAX_MESSAGES: usize = 256;
-/// Step (part) and tool-call ids remembered per session.
-pub const MAX_IDS: usize = 512;
-/// Proxied calls or OpenCode steps waiting for their counterpart, per session.
-pub const MAX_PENDING: usize = 64;
 /// Recently edited files shown per session.
 pub const MAX_FILES: usize = 20;
 /// Distinct tool and agent names counted per session; further names count as `other`.
@@ -41,14 +37,6 @@ pub struct MessageCounts {
 pub struct Reported {
     pub tokens: OcTokens,
     pub cost: f64,
-}
-
-/// A proxied call waiting for OpenCode's step.
-#[derive(Debug, Clone)]
-struct Pending {
-    usage: Usage,
-    cost: Option<Cost>,
-    failed: bool,
 }
 
 /// The OpenCode side of one session.
@@ -87,21 +75,35 @@ pub struct OpencodeSession {
     pub counted: Totals,
     /// Proxied calls OpenCode did not count (yet): title call, failures, pending matches.
     pub uncounted: Totals,
+    /// Deduplication and matching memory: never in the JSON (browsers, `session` payloads).
     #[serde(skip)]
-    by_message: HashMap<String, (OcTokens, f64)>,
-    #[serde(skip)]
-    message_order: VecDeque<String>,
-    #[serde(skip)]
-    ids: Recent,
-    #[serde(skip)]
-    pending_calls: VecDeque<Pending>,
-    #[serde(skip)]
-    pending_steps: VecDeque<OcTokens>,
+    memory: Memory,
 }
 
 impl OpencodeSession {
+    /// What the session remembers to count each message, step and tool call once.
+    pub fn memory(&self) -> &Memory {
+        &self.memory
+    }
+
+    pub(crate) fn memory_mut(&mut self) -> &mut Memory {
+        &mut self.memory
+    }
+
+    /// Replay of a stored `session` update: takes what the browser sees from `shown` (its
+    /// `opencode`), keeps this session's memory and applies the update's `remembered`.
+    pub fn replay(&mut self, shown: OpencodeSession, remembered: &[Remembered]) {
+        let mut memory = std::mem::take(&mut self.memory);
+        for change in remembered {
+            memory.replay(change);
+        }
+        *self = shown;
+        self.memory = memory;
+    }
+
     /// Applies one event of this session; `proxy` is the session's proxy-measured totals.
-    pub fn apply(&mut self, ev: &SessionEvent, proxy: &Totals) {
+    /// Returns what it changed in the session's [`Memory`], for the session update.
+    pub fn apply(&mut self, ev: &SessionEvent, proxy: &Totals) -> Option<Remembered> {
         self.seen = true;
         self.first_event_at.get_or_insert(ev.timestamp);
         self.last_event_at = Some(self.last_event_at.unwrap_or(0).max(ev.timestamp));
@@ -125,8 +127,18 @@ impl OpencodeSession {
             Kind::Deleted => self.status = Some("deleted".into()),
             Kind::Status(s) => self.status = Some(s.clone()),
             Kind::Error(e) => {
-                self.errors += 1;
-                self.last_error = Some(e.clone());
+                // Counted once even when both the plugin and the server link report it.
+                let first = match &ev.event_id {
+                    Some(id) => self.memory.first_seen(format!("evt:{id}")),
+                    None => true,
+                };
+                if first {
+                    self.errors += 1;
+                    self.last_error = Some(e.clone());
+                    if let Some(id) = &ev.event_id {
+                        return Some(Remembered::Event { id: id.clone() });
+                    }
+                }
             }
             Kind::Message {
                 id,
@@ -134,10 +146,14 @@ impl OpencodeSession {
                 completed,
                 tokens,
                 cost,
-            } => self.message(id, *assistant, *completed, tokens, *cost),
+            } => return self.message(id, *assistant, *completed, tokens, *cost),
             Kind::Step { id, tokens } => {
-                if self.ids.insert(format!("step:{id}")) {
+                if self.memory.first_seen(format!("step:{id}")) {
                     self.step(tokens, proxy);
+                    return Some(Remembered::Step {
+                        id: id.clone(),
+                        tokens: *tokens,
+                    });
                 }
             }
             Kind::Tool {
@@ -146,13 +162,19 @@ impl OpencodeSession {
                 failed,
                 file,
             } => {
-                if self.ids.insert(format!("call:{call_id}")) {
+                let new = self.memory.first_seen(format!("call:{call_id}"));
+                if new {
                     self.tool_calls += 1;
                     self.tool_errors += u64::from(*failed);
                     bump(&mut self.tools, tool);
                 }
                 if let (Some(f), false) = (file, failed) {
                     self.file_edited(f);
+                }
+                if new {
+                    return Some(Remembered::Call {
+                        id: call_id.clone(),
+                    });
                 }
             }
             Kind::FileEdited(f) => self.file_edited(f),
@@ -164,6 +186,7 @@ impl OpencodeSession {
             }
             Kind::PluginStarted { .. } | Kind::Other => {}
         }
+        None
     }
 
     /// A proxied call of this session finished; `proxy` already includes it.
@@ -174,23 +197,8 @@ impl OpencodeSession {
         failed: bool,
         proxy: &Totals,
     ) {
-        let matched = usage.and_then(|u| {
-            let i = self.pending_steps.iter().position(|s| same_usage(u, s))?;
-            self.pending_steps.remove(i)
-        });
-        match (usage, matched) {
-            (Some(_), Some(_)) => self.counted.add(usage, cost, failed),
-            (Some(u), None) if !failed => {
-                if self.pending_calls.len() == MAX_PENDING {
-                    self.pending_calls.pop_front();
-                }
-                self.pending_calls.push_back(Pending {
-                    usage: *u,
-                    cost: cost.copied(),
-                    failed,
-                });
-            }
-            _ => {}
+        if self.memory.request(usage, cost, failed) {
+            self.counted.add(usage, cost, failed);
         }
         self.recompute(proxy);
     }
@@ -200,54 +208,37 @@ impl OpencodeSession {
         self.uncounted = difference(proxy, &self.counted);
     }
 
-    fn message(&mut self, id: &str, assistant: bool, completed: bool, t: &OcTokens, cost: f64) {
-        let known = self.by_message.contains_key(id);
-        if !known {
-            if self.message_order.len() == MAX_MESSAGES {
-                if let Some(old) = self.message_order.pop_front() {
-                    self.by_message.remove(&old);
-                }
-            }
-            self.message_order.push_back(id.to_owned());
-            self.by_message
-                .insert(id.to_owned(), (OcTokens::default(), 0.0));
+    fn message(
+        &mut self,
+        id: &str,
+        assistant: bool,
+        completed: bool,
+        t: &OcTokens,
+        cost: f64,
+    ) -> Option<Remembered> {
+        let seen = self
+            .memory
+            .message(id, (assistant && completed).then_some((*t, cost)));
+        if seen.new {
             if assistant {
                 self.messages.assistant += 1;
             } else {
                 self.messages.user += 1;
             }
         }
-        if !(assistant && completed) {
-            return;
-        }
         // Replace this message's earlier contribution: resends never double count.
-        if let Some((old_t, old_c)) = self.by_message.get_mut(id) {
-            self.tokens.sub(old_t);
-            self.cost = (self.cost - *old_c).max(0.0);
+        if let Some((old_t, old_c)) = seen.replaced {
+            self.tokens.sub(&old_t);
+            self.cost = (self.cost - old_c).max(0.0);
             self.tokens.add(t);
             self.cost += cost;
-            *old_t = *t;
-            *old_c = cost;
         }
+        seen.remembered
     }
 
     fn step(&mut self, t: &OcTokens, proxy: &Totals) {
-        match self
-            .pending_calls
-            .iter()
-            .position(|p| same_usage(&p.usage, t))
-        {
-            Some(i) => {
-                if let Some(p) = self.pending_calls.remove(i) {
-                    self.counted.add(Some(&p.usage), p.cost.as_ref(), p.failed);
-                }
-            }
-            None => {
-                if self.pending_steps.len() == MAX_PENDING {
-                    self.pending_steps.pop_front();
-                }
-                self.pending_steps.push_back(*t);
-            }
+        if let Some(p) = self.memory.step(t) {
+            self.counted.add(Some(&p.usage), p.cost.as_ref(), p.failed);
         }
         self.recompute(proxy);
     }
@@ -302,28 +293,4 @@ fn bump(map: &mut BTreeMap<String, u64>, name: &str) {
         "other"
     };
     *map.entry(key.to_owned()).or_default() += 1;
-}
-
-/// A bounded set of recently seen ids.
-#[derive(Debug, Clone, Default)]
-struct Recent {
-    set: HashSet<String>,
-    order: VecDeque<String>,
-}
-
-impl Recent {
-    /// Inserts `id`; false when it was already there.
-    fn insert(&mut self, id: String) -> bool {
-        if self.set.contains(&id) {
-            return false;
-        }
-        if self.order.len() == MAX_IDS {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
-        self.order.push_back(id.clone());
-        self.set.insert(id);
-        true
-    }
 }

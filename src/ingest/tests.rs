@@ -20,10 +20,7 @@ fn ev(name: &str, data: serde_json::Value) -> serde_json::Value {
 
 fn batch(events: Vec<serde_json::Value>, at: SystemTime) -> OpencodeMessage {
     let events = events.iter().map(|e| parse(e).expect("valid")).collect();
-    OpencodeMessage::Batch(OpencodeBatch {
-        received_at: at,
-        events,
-    })
+    OpencodeMessage::Batch(OpencodeBatch::new(at, events))
 }
 
 fn record(sid: &str, prompt: u64, completion: u64, at: SystemTime) -> RequestRecord {
@@ -154,6 +151,47 @@ fn completed_messages_count_once_and_resends_replace() {
 }
 
 #[test]
+fn every_batch_publishes_what_replay_needs() {
+    let mut st = State::default();
+    let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_123_456);
+    let done = |id: &str, completed: bool| {
+        let time = if completed {
+            json!({"created": 1, "completed": 2})
+        } else {
+            json!({"created": 1})
+        };
+        ev(
+            "message.updated",
+            json!({"sessionID": "s", "info": {"id": id, "role": "assistant", "time": time}}),
+        )
+    };
+    let ups = apply(
+        &mut st,
+        batch(vec![done("msg_1", true), done("msg_2", false)], at),
+    );
+    assert_eq!(ups.len(), 1);
+    let p = &ups[0].2;
+    assert_eq!(p["session"], "s");
+    assert_eq!(p["last_active"], 1_700_000_123_456u64);
+    assert_eq!(p["plugin"]["batches"], 1);
+    assert_eq!(
+        p["message_id"], "msg_1",
+        "in-progress messages are no point"
+    );
+    // No session named: the plugin's counters still change, so they are published.
+    let ups = apply(&mut st, batch(vec![ev("server.connected", json!({}))], at));
+    assert_eq!(ups.len(), 1);
+    assert_eq!(ups[0].2["plugin"]["batches"], 2);
+    assert!(ups[0].2.get("session").is_none());
+    // A changed plugin-silent interval is published; an unchanged one is not.
+    let settings = |s| OpencodeMessage::Settings {
+        silent_after: Duration::from_secs(s),
+    };
+    assert_eq!(apply(&mut st, settings(90)).len(), 1);
+    assert!(apply(&mut st, settings(90)).is_empty());
+}
+
+#[test]
 fn proxied_calls_are_counted_when_a_step_matches_in_either_order() {
     let mut st = State::default();
     let now = SystemTime::now();
@@ -171,8 +209,7 @@ fn proxied_calls_are_counted_when_a_step_matches_in_either_order() {
         record("s", 30, 3, now),
         record("s", 200, 20, now),
     ] {
-        st.apply_request(&r);
-        on_request(&mut st, &r, now);
+        st.record_request(&r, now);
     }
     apply(
         &mut st,

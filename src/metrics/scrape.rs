@@ -1,9 +1,10 @@
 //! Gauges read from the hub's state and the admission gates when `/metrics` is scraped.
 //!
 //! Owns [`StateMetrics`]: balance and its age, alert thresholds, upstream health, admission
-//! queue depth, plugin liveness, WebSocket clients, the hub's queue and the Lean server. Reading
-//! at scrape time keeps these exact (a restored state, an age that grows while nothing happens)
-//! and costs the proxy nothing; the hub's state is held under a short read lock.
+//! queue depth, plugin liveness, WebSocket clients, the hub's queue, the Lean server and the
+//! OpenCode server link. Reading at scrape time keeps these exact (a restored state, an age
+//! that grows while nothing happens) and costs the proxy nothing; the hub's state is held under
+//! a short read lock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -16,6 +17,7 @@ use super::{counter, int_gauge, int_gauge_vec};
 use crate::admission::GateView;
 use crate::hub::state::{State, UpstreamStatus};
 use crate::hub::HubHandle;
+use crate::opencode::LinkState;
 use crate::util::epoch_ms;
 
 /// Scrape-time gauges (see `docs/METRICS.md`, "Balance", "Health", "Lean").
@@ -35,6 +37,7 @@ pub struct StateMetrics {
     lean_restarts_seen: AtomicU64,
     lean_diagnostics: IntGaugeVec,
     lean_files: IntGaugeVec,
+    opencode_link: IntGaugeVec,
 }
 
 /// The optional gauges in `known`: exported name suffix and help.
@@ -103,6 +106,15 @@ impl StateMetrics {
                 vec.with_label_values(&[v]);
             }
         }
+        let opencode_link = int_gauge_vec(
+            r,
+            "opencode_link_state",
+            "1 for the OpenCode server link's current state, 0 for the others",
+            &["state"],
+        );
+        for state in LinkState::ALL {
+            opencode_link.with_label_values(&[state.as_str()]);
+        }
         Self {
             known: super::optional_gauges(r, KNOWN),
             alert_firing,
@@ -135,6 +147,7 @@ impl StateMetrics {
             lean_restarts_seen: AtomicU64::new(0),
             lean_diagnostics,
             lean_files,
+            opencode_link,
         }
     }
 
@@ -195,6 +208,10 @@ impl StateMetrics {
         let last = s.plugin.last_event_at.map(|ms| ms as f64 / 1000.0);
         self.set_known("plugin_last_event_timestamp_seconds", last);
         self.observe_lean(&s.proof);
+        for state in LinkState::ALL {
+            let g = self.opencode_link.with_label_values(&[state.as_str()]);
+            g.set(i64::from(state == s.opencode_link.state));
+        }
     }
 
     /// The Lean server's entry (`@server`) and every file's counts in the hub's proof map.

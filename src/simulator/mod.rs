@@ -18,6 +18,7 @@
 
 mod account;
 mod chat;
+pub mod cli;
 mod embeddings;
 mod faults;
 mod inference;

@@ -104,6 +104,48 @@ impl StoreConfig {
     }
 }
 
+/// The effective `[store]` settings as `(name, value)` lines for `check-config`; never a
+/// secret (the passphrase is only named).
+pub fn describe(c: &StoreConfig) -> Vec<(&'static str, String)> {
+    let human = |d: Duration| humantime::format_duration(d).to_string();
+    if !c.enabled {
+        return vec![(
+            "store",
+            "disabled (nothing is kept; restore/export unavailable)".into(),
+        )];
+    }
+    let key = match &c.passphrase {
+        Some(_) => format!("passphrase from env {PASSPHRASE_ENV} (Argon2id)"),
+        None => format!("key file {}", c.key_file.display()),
+    };
+    let age = c.retention_days.map_or_else(
+        || "no age limit".to_owned(),
+        |d| format!("sessions inactive for {d} days removed"),
+    );
+    let size = c.max_bytes.map_or_else(
+        || "no size bound".to_owned(),
+        |b| {
+            format!(
+                "at most {b} bytes ({:.1} MiB)",
+                b as f64 / (1024.0 * 1024.0)
+            )
+        },
+    );
+    vec![
+        ("store", c.path.display().to_string()),
+        ("store key", key),
+        (
+            "store writes",
+            format!(
+                "snapshot every {} updates, commit within {}",
+                c.snapshot_every,
+                human(c.flush_interval)
+            ),
+        ),
+        ("retention", format!("{age}; {size}")),
+    ]
+}
+
 /// `<data_dir>/sessions/sidepanel.db`.
 pub fn default_path(data_dir: &Path) -> PathBuf {
     data_dir.join("sessions").join("sidepanel.db")
@@ -119,4 +161,40 @@ pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value<'a>(lines: &'a [(&str, String)], name: &str) -> &'a str {
+        lines
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn describe_names_the_key_source_and_retention_but_no_secret() {
+        let mut c = StoreConfig::in_dir(Path::new("/data"));
+        let lines = describe(&c);
+        assert_eq!(value(&lines, "store"), "/data/sessions/sidepanel.db");
+        assert_eq!(value(&lines, "store key"), "key file /data/store.key");
+        assert!(value(&lines, "store writes").contains("every 500 updates"));
+        assert!(value(&lines, "store writes").contains("5ms"));
+        assert!(value(&lines, "retention").contains("30 days"));
+        assert!(value(&lines, "retention").contains("1073741824 bytes"));
+
+        c.passphrase = Passphrase::new("correct horse battery staple");
+        c.retention_days = None;
+        c.max_bytes = None;
+        let lines = describe(&c);
+        let text = format!("{lines:?}");
+        assert!(!text.contains("horse"), "{text}");
+        assert!(value(&lines, "store key").contains(PASSPHRASE_ENV));
+        assert_eq!(value(&lines, "retention"), "no age limit; no size bound");
+
+        c.enabled = false;
+        assert!(value(&describe(&c), "store").starts_with("disabled"));
+    }
 }

@@ -30,7 +30,9 @@
 //! (key and sealing), `lock.rs` (one writer per database), `writer.rs` (batches, snapshots),
 //! `task.rs` (writer thread, `StoreTask`), `retention.rs`, `read.rs` (queries), `replay.rs`
 //! (`State::apply_update`), `points.rs` (sessions and labels of updates), `export.rs`,
-//! `handle.rs` (`Reader`, `StoreHandle`), `compat.rs` (reading the gateway's types back).
+//! `handle.rs` (`Reader`, `StoreHandle`), `compat.rs` (reading the gateway's types back),
+//! `keys.rs` (the Venice key kept sealed in the database: `sidepanel key …`, and `serve`'s
+//! fallback to it).
 
 pub mod cli;
 pub mod compat;
@@ -39,6 +41,7 @@ mod crypto;
 mod error;
 mod export;
 mod handle;
+pub mod keys;
 mod lock;
 mod points;
 mod read;
@@ -53,10 +56,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use rusqlite::Connection;
 use tokio::sync::{mpsc, watch};
 
 pub use config::{
-    default_key_file, default_path, Passphrase, StoreConfig, DEFAULT_FLUSH_INTERVAL,
+    default_key_file, default_path, describe, Passphrase, StoreConfig, DEFAULT_FLUSH_INTERVAL,
     DEFAULT_MAX_BYTES, DEFAULT_RETENTION_DAYS, DEFAULT_SNAPSHOT_EVERY, PASSPHRASE_ENV,
 };
 pub use error::StoreError;
@@ -71,6 +75,8 @@ pub use task::StoreTask;
 pub use writer::{SnapshotInfo, SnapshotReason};
 
 use crate::hub::{Sink, State, StateUpdate};
+use crate::metrics::Metrics;
+use crypto::Crypto;
 use error::SqlContext;
 use task::{Parts, Runner};
 use writer::Writer;
@@ -88,6 +94,7 @@ pub struct Store {
     reader: Reader,
     lock: WriterLock,
     config: StoreConfig,
+    metrics: Option<Arc<Metrics>>,
 }
 
 fn create_dir(dir: &Path) -> Result<(), StoreError> {
@@ -102,35 +109,43 @@ fn create_dir(dir: &Path) -> Result<(), StoreError> {
         .map_err(|e| StoreError::io(dir, "create the directory", e))
 }
 
+/// Opens (or creates) the database for writing, without reading its history: takes the
+/// writer lock, checks the file (schema version, integrity), migrates and unlocks the key.
+fn open_db(config: &StoreConfig) -> Result<(Connection, Crypto, WriterLock), StoreError> {
+    let path = config.path.as_path();
+    if let Some(dir) = path.parent() {
+        create_dir(dir)?;
+    }
+    let lock = WriterLock::acquire(path, &config.lock_path())?;
+    let (mut conn, version) = schema::open_writer(path)?;
+    if version == 0 {
+        // Only the owner reads the database (SQLite gives -wal and -shm the same mode).
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| StoreError::io(path, "restrict the database to its owner", e))?;
+    }
+    let tx = conn.transaction().on(path)?;
+    let crypto = if version == 0 {
+        schema::migrate(&tx, path, 0)?;
+        crypto::unlock(&tx, config, true)?
+    } else {
+        let crypto = crypto::unlock(&tx, config, false)?;
+        if version < schema::VERSION {
+            schema::migrate(&tx, path, version)?;
+        }
+        crypto
+    };
+    tx.commit().on(path)?;
+    Ok((conn, crypto, lock))
+}
+
 impl Store {
     /// Opens (or creates) the database: takes the writer lock, checks the file (schema
     /// version, integrity), migrates, unlocks the key, and rebuilds the last stored state.
     /// Any problem is an error and nothing is changed — never a silently empty store.
     pub fn open(config: &StoreConfig) -> Result<(Store, Restored), StoreError> {
         let path = config.path.as_path();
-        if let Some(dir) = path.parent() {
-            create_dir(dir)?;
-        }
-        let lock = WriterLock::acquire(path, &config.lock_path())?;
-        let (mut conn, version) = schema::open_writer(path)?;
-        if version == 0 {
-            // Only the owner reads the database (SQLite gives -wal and -shm the same mode).
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| StoreError::io(path, "restrict the database to its owner", e))?;
-        }
-        let tx = conn.transaction().on(path)?;
-        let crypto = if version == 0 {
-            schema::migrate(&tx, path, 0)?;
-            crypto::unlock(&tx, config, true)?
-        } else {
-            let crypto = crypto::unlock(&tx, config, false)?;
-            if version < schema::VERSION {
-                schema::migrate(&tx, path, version)?;
-            }
-            crypto
-        };
-        tx.commit().on(path)?;
+        let (conn, crypto, lock) = open_db(config)?;
         let writer = Writer::new(conn, crypto, path.to_owned(), config.snapshot_every)?;
         let reader = Reader::open(config)?;
         let restored = Restored {
@@ -147,8 +162,16 @@ impl Store {
             reader,
             lock,
             config: config.clone(),
+            metrics: None,
         };
         Ok((store, restored))
+    }
+
+    /// Reports every committed batch to `metrics` (`sidepanel_store_events_appended_total`,
+    /// `sidepanel_store_write_lag_seconds`) once the writer runs.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The last stored sequence.
@@ -207,6 +230,7 @@ impl Store {
             reader,
             lock,
             config,
+            metrics,
         } = self;
         tracing::debug!(lock = %lock.path().display(), "session store writer lock held");
         // The lock lives as long as the writer: it moves into the thread's parts.
@@ -217,6 +241,7 @@ impl Store {
             committed,
             flush_interval: config.flush_interval,
             retention,
+            metrics,
             _lock: lock,
         };
         let runner = Runner::new(parts, commands_tx.clone());

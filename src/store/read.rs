@@ -7,12 +7,13 @@
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::crypto::Crypto;
 use super::error::{SqlContext, StoreError};
 use super::points;
-use crate::hub::{State, StateUpdate};
+use crate::hub::{State, StateUpdate, UpdateType};
+use crate::ingest::SessionMemories;
 
 /// A connection with the key to read it.
 #[derive(Clone, Copy)]
@@ -99,7 +100,47 @@ impl<'a> Db<'a> {
             .open_or(snapshot_aad(sequence).as_bytes(), sealed, &what)?;
         let value: serde_json::Value =
             serde_json::from_slice(&plain).map_err(|e| StoreError::decode(&what, e))?;
-        State::from_json(&value, sequence)
+        let mut state = State::from_json(&value, sequence)?;
+        // Written beside the state since the memory was persisted; older snapshots: empty.
+        if let Some(m) = value.get("ingest_memory") {
+            let memory =
+                SessionMemories::deserialize(m).map_err(|e| StoreError::decode(&what, e))?;
+            state.set_ingest_memory(memory);
+        }
+        Ok(state)
+    }
+
+    /// Applies one stored update to `state` ([`State::apply_update`]). A `snapshot` update (a
+    /// restore) carries the restored state without its ingest memory, so that is taken from
+    /// the point it names (`restored_from`: the snapshot, else the sequence). When that point
+    /// is no longer kept the memory stays empty (logged): the state itself is complete.
+    pub fn apply(&self, state: &mut State, update: &StateUpdate) -> Result<(), StoreError> {
+        state.apply_update(update)?;
+        if update.kind != UpdateType::Snapshot {
+            return Ok(());
+        }
+        let from = update.payload.get("restored_from");
+        let id = from
+            .and_then(|f| f.get("snapshot_id"))
+            .and_then(serde_json::Value::as_i64);
+        let at = from
+            .and_then(|f| f.get("sequence"))
+            .and_then(serde_json::Value::as_u64)
+            .filter(|s| *s < update.sequence);
+        let restored = match (id, at) {
+            (Some(id), _) => self.snapshot(id).map(|(_, s)| s),
+            (None, Some(at)) => self.state_at(at),
+            (None, None) => return Ok(()),
+        };
+        match restored {
+            Ok(r) => state.set_ingest_memory(r.ingest_memory()),
+            Err(e) => tracing::warn!(
+                sequence = update.sequence,
+                error = %e,
+                "session store: the point a restore restored is gone; its deduplication memory starts empty"
+            ),
+        }
+        Ok(())
     }
 
     /// `(first event sequence, last sequence)` of the stored history; `last` is 0 when empty.
@@ -157,7 +198,7 @@ impl<'a> Db<'a> {
         while let Some(row) = rows.next().on(self.path)? {
             let seq = u(row.get(0).on(self.path)?);
             let sealed: Vec<u8> = row.get(1).on(self.path)?;
-            state.apply_update(&self.decode_event(seq, &sealed)?)?;
+            self.apply(&mut state, &self.decode_event(seq, &sealed)?)?;
         }
         state.sequence = sequence;
         Ok(state)

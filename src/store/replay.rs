@@ -5,14 +5,20 @@
 //!
 //! | type | payload | replay |
 //! | --- | --- | --- |
-//! | `usage` | `{request, model, model_totals, session_totals, totals}` | `apply_request(request)` and the ingest's `on_request` — the same pure functions the hub ran, on the record after the hub filled in its cost |
+//! | `usage` | `{request, model, model_totals, session_totals, totals}` | `State::record_request(request, timestamp)` — the one method the hub ran, on the record after the hub filled in its cost, at the same time |
 //! | `balance` | `{balance}` | replace `balance` |
 //! | `rate_limit` | `{model, limits}` | replace `rate_limits[model]` |
-//! | `health` | `{upstream}` | replace `upstream` |
+//! | `health` | `{upstream, opencode_link?}` | replace `upstream`; `opencode_link` when present |
 //! | `proof` | `{file, state}` | replace `proof[file]` |
-//! | `alert` | `{…, alerts?, plugin?}` | replace `alerts` / `plugin` when present |
+//! | `alert` | `{…, alerts?, plugin?, revert?}` | replace `alerts` / `plugin` / `opencode_link.last_revert` when present |
 //! | `snapshot` | the whole state (+ `restored_from`) | replace everything |
-//! | `session` | `{session, opencode, totals, last_active?, plugin?}` | create/refresh the session (as `touch_session`), replace its `opencode` and totals; `plugin` when present |
+//! | `session` | `{session, events, opencode, totals, last_active, plugin?, message_id?, remembered?}` or `{plugin}` | create/refresh the session (as `touch_session` at `last_active`; older logs without it: the update's time), replace its `opencode` (keeping its deduplication memory, then applying `remembered`) and totals; `plugin` when present |
+//!
+//! The sessions' deduplication memory (`ingest/memory.rs`) is not in the state's JSON: a
+//! `session` update carries what it changed (`remembered`), a `usage` update rebuilds its part
+//! by re-running the request, a snapshot stores it whole beside the state (`ingest_memory`), and
+//! a `snapshot` update (a restore) gets it from the point it restored (`Db::apply`, which has
+//! the database; `apply_update` alone leaves it empty).
 //!
 //! A producer that adds an update type or changes what a payload carries must extend this
 //! table; `tests/store_replay.rs` drives the real hub with random events and fails when replay
@@ -27,7 +33,8 @@ use super::error::StoreError;
 use crate::gateway::record::RequestRecord;
 use crate::hub::state::{Alerts, Balance, ModelLimits, Totals, UpstreamHealth};
 use crate::hub::{State, StateUpdate, UpdateType};
-use crate::ingest::{OpencodeSession, PluginStatus};
+use crate::ingest::{OpencodeSession, PluginStatus, Remembered};
+use crate::opencode::{LinkStatus, RevertOutcome};
 use crate::util::from_epoch_ms;
 
 fn field<'a>(u: &'a StateUpdate, name: &str) -> Result<&'a Value, StoreError> {
@@ -49,11 +56,10 @@ impl State {
     pub fn apply_update(&mut self, u: &StateUpdate) -> Result<(), StoreError> {
         match u.kind {
             UpdateType::Usage => {
-                // Exactly what the hub does with a finished request; the updates the ingest
-                // step returns were published (and are replayed) on their own.
+                // Exactly what the hub did with the finished request (same method, same
+                // time); the updates it returned were published (and are replayed) on their own.
                 let record: RequestRecord = parse(u, field(u, "request")?)?;
-                self.apply_request(&record);
-                crate::ingest::apply::on_request(self, &record, from_epoch_ms(u.timestamp));
+                self.record_request(&record, from_epoch_ms(u.timestamp));
             }
             UpdateType::Balance => self.balance = parse::<Balance>(u, field(u, "balance")?)?,
             UpdateType::RateLimit => {
@@ -69,6 +75,9 @@ impl State {
             }
             UpdateType::Health => {
                 self.upstream = parse::<UpstreamHealth>(u, field(u, "upstream")?)?;
+                if let Some(v) = u.payload.get("opencode_link") {
+                    self.opencode_link = parse::<LinkStatus>(u, v)?;
+                }
             }
             UpdateType::Proof => {
                 let file: String = parse(u, field(u, "file")?)?;
@@ -77,6 +86,9 @@ impl State {
             UpdateType::Alert => {
                 if let Some(v) = u.payload.get("alerts") {
                     self.alerts = parse::<Alerts>(u, v)?;
+                }
+                if let Some(v) = u.payload.get("revert") {
+                    self.opencode_link.last_revert = Some(parse::<RevertOutcome>(u, v)?);
                 }
                 self.apply_plugin(u)?;
             }
@@ -111,14 +123,25 @@ impl State {
             .get("opencode")
             .map(|v| parse::<OpencodeSession>(u, v))
             .transpose()?;
+        let remembered = u
+            .payload
+            .get("remembered")
+            .map(|v| parse::<Vec<Remembered>>(u, v))
+            .transpose()?
+            .unwrap_or_default();
         let totals = u
             .payload
             .get("totals")
             .map(|v| parse::<Totals>(u, v))
             .transpose()?;
         if let Some(s) = self.sessions.get_mut(id) {
-            if let Some(o) = opencode {
-                s.opencode = o;
+            match opencode {
+                Some(o) => s.opencode.replay(o, &remembered),
+                None => {
+                    for change in &remembered {
+                        s.opencode.memory_mut().replay(change);
+                    }
+                }
             }
             if let Some(t) = totals {
                 s.totals = t;

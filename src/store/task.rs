@@ -7,7 +7,7 @@
 //! when it runs out or [`MAX_BATCH`] updates are waiting, in one transaction. A failed commit
 //! (disk full, I/O error) keeps the batch in memory and retries with backoff (1 s doubling to
 //! 30 s); nothing is dropped. After each commit the `committed` watch moves to the last stored
-//! sequence.
+//! sequence, and the metrics (when given) count the batch and its write lag.
 //!
 //! The thread starts with [`super::Store::start`], so the store works without pingora
 //! (tests, benches). [`StoreTask::run`] watches it: a panic in the thread ends the run with an
@@ -30,6 +30,7 @@ use super::error::StoreError;
 use super::retention::{Retention, RetentionReport};
 use super::writer::{SnapshotInfo, SnapshotReason, Writer};
 use crate::hub::Stored;
+use crate::metrics::Metrics;
 use crate::services::{stopped, Task};
 
 /// Most updates committed in one transaction.
@@ -65,6 +66,8 @@ pub(super) struct Parts {
     pub committed: watch::Sender<u64>,
     pub flush_interval: Duration,
     pub retention: Retention,
+    /// Told about every committed batch (`sidepanel_store_*`).
+    pub metrics: Option<Arc<Metrics>>,
     /// Held while the writer exists.
     pub _lock: super::WriterLock,
 }
@@ -185,8 +188,13 @@ fn try_flush(
     if pending.is_empty() {
         return Ok(());
     }
+    let before = parts.writer.last();
     match parts.writer.write(pending) {
         Ok(last) => {
+            if let Some(metrics) = &parts.metrics {
+                let (count, lag) = batch_stats(pending, before);
+                metrics.store_appended(count, lag);
+            }
             pending.clear();
             parts.committed.send_replace(last);
             if *retry > RETRY_MIN {
@@ -200,6 +208,29 @@ fn try_flush(
             Err(e.to_string())
         }
     }
+}
+
+/// How many updates of a committed batch were new (after `before`), and the write lag of its
+/// oldest: from the update's publication to now.
+fn batch_stats(batch: &[Stored], before: u64) -> (u64, Duration) {
+    let mut count = 0;
+    let mut oldest: Option<u64> = None;
+    for item in batch {
+        if let Stored::Update(u) = item {
+            if u.sequence > before {
+                count += 1;
+                oldest = Some(oldest.map_or(u.timestamp, |o| o.min(u.timestamp)));
+            }
+        }
+    }
+    let lag = oldest
+        .map(|ms| {
+            SystemTime::now()
+                .duration_since(crate::util::from_epoch_ms(ms))
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+    (count, lag)
 }
 
 fn flush(parts: &mut Parts, pending: &mut Vec<Stored>, retry: &mut Duration) -> bool {

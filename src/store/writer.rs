@@ -21,6 +21,7 @@ use super::error::{SqlContext, StoreError};
 use super::points;
 use super::read::{event_aad, snapshot_aad, Db};
 use crate::hub::{State, StateUpdate, Stored, UpdateType};
+use crate::ingest::SessionMemories;
 use crate::util::epoch_ms;
 
 /// Why a snapshot was written (the `reason` column).
@@ -85,7 +86,16 @@ fn i(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Inserts a snapshot of `state` (at `state.sequence`).
+/// A snapshot row: the state's JSON plus the sessions' deduplication memory it leaves out
+/// (`ingest_memory`; older snapshots without it load with an empty memory, see `read.rs`).
+#[derive(Serialize)]
+struct SnapshotRecord<'a> {
+    #[serde(flatten)]
+    state: &'a State,
+    ingest_memory: SessionMemories,
+}
+
+/// Inserts a snapshot of `state` (at `state.sequence`), with its ingest memory.
 pub(super) fn insert_snapshot(
     conn: &Connection,
     crypto: &Crypto,
@@ -94,7 +104,11 @@ pub(super) fn insert_snapshot(
     reason: SnapshotReason,
     session: Option<&str>,
 ) -> Result<SnapshotInfo, StoreError> {
-    let json = serde_json::to_vec(state).map_err(|e| StoreError::decode("the state", e))?;
+    let record = SnapshotRecord {
+        state,
+        ingest_memory: state.ingest_memory(),
+    };
+    let json = serde_json::to_vec(&record).map_err(|e| StoreError::decode("the state", e))?;
     let sealed = crypto.seal(snapshot_aad(state.sequence).as_bytes(), &json)?;
     conn.prepare_cached(
         "INSERT INTO snapshots (sequence, timestamp, reason, session_id, sealed) \
@@ -278,7 +292,12 @@ impl Writer {
                 })
                 .on(&path)?;
             }
-            if let Err(e) = self.state.apply_update(u) {
+            let db = Db {
+                conn: &tx,
+                crypto: &self.crypto,
+                path: &path,
+            };
+            if let Err(e) = db.apply(&mut self.state, u) {
                 tracing::error!(error = %e, "session store: cannot replay an update; snapshots may differ from the live state");
                 self.state.sequence = u.sequence;
             }
@@ -317,7 +336,15 @@ impl Writer {
             if let (Some(serde_json::Value::Object(a)), Some(serde_json::Value::Object(b))) =
                 (&replayed, &exact)
             {
-                let differ: Vec<&String> = b.keys().filter(|k| a.get(*k) != b.get(*k)).collect();
+                let mut differ: Vec<&str> = b
+                    .keys()
+                    .filter(|k| a.get(*k) != b.get(*k))
+                    .map(String::as_str)
+                    .collect();
+                let memory = |s: &State| serde_json::to_value(s.ingest_memory()).ok();
+                if memory(state) != memory(live) {
+                    differ.push("ingest_memory");
+                }
                 if !differ.is_empty() {
                     *warned_diverged = true;
                     tracing::warn!(
@@ -352,17 +379,7 @@ impl Writer {
 
     /// Stores (or replaces) a secret, sealed like everything else.
     pub fn put_secret(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
-        let sealed = self
-            .crypto
-            .seal(format!("secret:{name}").as_bytes(), value)?;
-        self.conn
-            .execute(
-                "INSERT INTO secrets (name, sealed) VALUES (?1, ?2) \
-                 ON CONFLICT (name) DO UPDATE SET sealed = excluded.sealed",
-                params![name, sealed],
-            )
-            .on(&self.path)?;
-        Ok(())
+        super::keys::put_secret(&self.conn, &self.crypto, &self.path, name, value)
     }
 
     /// Copies the WAL into the database and truncates it (`wal_checkpoint(TRUNCATE)`).

@@ -8,19 +8,18 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
+use super::params::{
+    check_path, check_session_id, parse, AlertParams, CheckParams, ExportParams, NoParams,
+    RestoreParams, SessionsParams, SinceParams, TimelineParams, MAX_TIMELINE,
+};
+pub use super::params::{MAX_PATH_BYTES, MAX_SESSION_ID_BYTES};
 use super::rpc::{RpcError, LEAN_FAILED, LEAN_UNAVAILABLE, NOT_AVAILABLE};
 use super::LeanCommands;
-use crate::hub::state::AlertCurrency;
 use crate::hub::{HubEvent, HubHandle, Since};
 use crate::store::{ExportFormat, RestoreTarget, StoreError, StoreHandle};
 use crate::util::epoch_ms;
-
-/// Longest file path `lean.check` accepts, in bytes.
-pub const MAX_PATH_BYTES: usize = 4096;
 
 /// A method's answer.
 #[derive(Debug)]
@@ -44,73 +43,8 @@ pub struct Methods {
     hub: HubHandle,
     lean: Option<Arc<dyn LeanCommands>>,
     store: Option<StoreHandle>,
-}
-
-/// Most timeline points one `timeline` call returns.
-pub const MAX_TIMELINE: usize = 5000;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RestoreParams {
-    #[serde(default)]
-    snapshot_id: Option<i64>,
-    #[serde(default)]
-    sequence: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct TimelineParams {
-    session_id: String,
-    #[serde(default)]
-    limit: Option<usize>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ExportParams {
-    session_id: String,
-    #[serde(default)]
-    format: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoParams {}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SinceParams {
-    sequence: u64,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SessionsParams {
-    #[serde(default)]
-    limit: Option<usize>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AlertParams {
-    currency: AlertCurrency,
-    /// Required, but may be `null` (clears the alert).
-    #[serde(deserialize_with = "nullable")]
-    below: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CheckParams {
-    file: String,
-    #[serde(default)]
-    line: Option<u32>,
-}
-
-/// A required field whose value may be `null`.
-fn nullable<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    Option::<f64>::deserialize(d)
+    /// The OpenCode server link `restore` reverts sessions through.
+    opencode: Option<crate::opencode::LinkHandle>,
 }
 
 impl Methods {
@@ -119,12 +53,18 @@ impl Methods {
             hub,
             lean,
             store: None,
+            opencode: None,
         }
     }
 
     /// Attaches the session store that `restore`, `timeline` and `exportSession` use.
     pub fn set_store(&mut self, store: StoreHandle) {
         self.store = Some(store);
+    }
+
+    /// Attaches the OpenCode server link (see `restore`).
+    pub fn set_opencode(&mut self, link: crate::opencode::LinkHandle) {
+        self.opencode = Some(link);
     }
 
     pub fn set_lean(&mut self, lean: Arc<dyn LeanCommands>) {
@@ -218,21 +158,34 @@ impl Methods {
                     }
                 };
                 let r = store.restore(target, &self.hub).await.map_err(failed)?;
+                // A point that maps to an OpenCode message: revert the session there too; the
+                // outcome (also a failure) is in the result and an `opencode_revert` alert.
+                let revert = crate::opencode::revert_after_restore(
+                    self.opencode.as_ref(),
+                    &self.hub,
+                    store,
+                    r.restored,
+                    r.message_id.as_deref(),
+                )
+                .await;
                 Ok(json!({
                     "sequence": r.sequence,
                     "restored": r.restored,
                     "snapshotId": r.snapshot_id,
                     "messageId": r.message_id,
+                    "revert": crate::opencode::revert_json(revert.as_ref()),
                 }))
             }
             "timeline" => {
                 let p: TimelineParams = parse(method, params)?;
+                check_session_id(method, &p.session_id)?;
                 let limit = p.limit.unwrap_or(500).min(MAX_TIMELINE);
                 let points = store.timeline(&p.session_id, limit).await.map_err(failed)?;
                 Ok(json!({"sessionId": p.session_id, "points": points}))
             }
             _ => {
                 let p: ExportParams = parse(method, params)?;
+                check_session_id(method, &p.session_id)?;
                 let name = p.format.as_deref().unwrap_or("jsonl");
                 let format: ExportFormat = name
                     .parse()
@@ -311,83 +264,5 @@ impl Methods {
             Ok(Err(e)) => Err(RpcError::new(LEAN_FAILED, format!("lean: {e}"))),
             Err(e) => Err(RpcError::internal(format!("lean control failed: {e}"))),
         }
-    }
-}
-
-/// Parses named params; no params and `[]` mean "none".
-fn parse<T: DeserializeOwned>(method: &str, params: Option<Value>) -> Result<T, RpcError> {
-    let value = match params {
-        None => json!({}),
-        Some(Value::Array(a)) if a.is_empty() => json!({}),
-        Some(Value::Array(_)) => {
-            return Err(RpcError::invalid_params(
-                method,
-                "params must be an object with named members, not an array",
-            ))
-        }
-        Some(v) => v,
-    };
-    serde_json::from_value(value).map_err(|e| RpcError::invalid_params(method, e))
-}
-
-fn check_path(method: &str, file: &str) -> Result<(), RpcError> {
-    if file.trim().is_empty() {
-        return Err(RpcError::invalid_params(method, "`file` must not be empty"));
-    }
-    if file.len() > MAX_PATH_BYTES {
-        return Err(RpcError::invalid_params(
-            method,
-            format!("`file` is longer than {MAX_PATH_BYTES} bytes"),
-        ));
-    }
-    if file.chars().any(char::is_control) {
-        return Err(RpcError::invalid_params(
-            method,
-            "`file` must not contain control characters",
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ws::rpc::INVALID_PARAMS;
-
-    #[test]
-    fn params_are_named_and_strict() {
-        let e = parse::<SinceParams>("state.since", Some(json!({"seq": 1}))).unwrap_err();
-        assert_eq!(e.code, INVALID_PARAMS);
-        assert!(e.message.contains("seq"), "{}", e.message);
-        let e = parse::<SinceParams>("state.since", None).unwrap_err();
-        assert!(
-            e.message.contains("missing field `sequence`"),
-            "{}",
-            e.message
-        );
-        assert!(parse::<SinceParams>("state.since", Some(json!([1]))).is_err());
-        assert!(parse::<NoParams>("state.get", Some(json!([]))).is_ok());
-        let p: SinceParams = parse("state.since", Some(json!({"sequence": 4}))).unwrap();
-        assert_eq!(p.sequence, 4);
-    }
-
-    #[test]
-    fn alert_below_is_required_but_nullable() {
-        let e = parse::<AlertParams>("setAlert", Some(json!({"currency": "diem"}))).unwrap_err();
-        assert!(e.message.contains("below"), "{}", e.message);
-        let p: AlertParams =
-            parse("setAlert", Some(json!({"currency": "usd", "below": null}))).unwrap();
-        assert_eq!((p.currency, p.below), (AlertCurrency::Usd, None));
-        let e = parse::<AlertParams>("setAlert", Some(json!({"currency": "eur", "below": 1})))
-            .unwrap_err();
-        assert!(e.message.contains("eur"), "{}", e.message);
-    }
-
-    #[test]
-    fn paths_are_checked() {
-        assert!(check_path("lean.check", "A.lean").is_ok());
-        assert!(check_path("lean.check", " ").is_err());
-        assert!(check_path("lean.check", "a\nb").is_err());
-        assert!(check_path("lean.check", &"x".repeat(MAX_PATH_BYTES + 1)).is_err());
     }
 }

@@ -10,6 +10,7 @@
 
 mod client;
 pub mod methods;
+mod params;
 pub mod rpc;
 mod server;
 
@@ -105,6 +106,12 @@ impl WsServer {
     /// Attaches the session store that `restore`, `timeline` and `exportSession` use.
     pub fn with_store(mut self, store: crate::store::StoreHandle) -> Self {
         self.methods.set_store(store);
+        self
+    }
+
+    /// Attaches the OpenCode server link that `restore` reverts sessions through.
+    pub fn with_opencode(mut self, link: crate::opencode::LinkHandle) -> Self {
+        self.methods.set_opencode(link);
         self
     }
 

@@ -12,7 +12,7 @@ use sidepanel::gateway::headers::{LimitWindow, VeniceHeaders};
 use sidepanel::gateway::record::{CostSource, Outcome, RequestRecord};
 use sidepanel::gateway::usage::{Cost, UpstreamError, Usage};
 use sidepanel::hub::state::AlertCurrency;
-use sidepanel::hub::{Hub, HubEvent, HubHandle};
+use sidepanel::hub::{Hub, HubEvent, HubHandle, State};
 use sidepanel::ingest::{OpencodeBatch, OpencodeMessage};
 use sidepanel::metrics::Metrics;
 use sidepanel::pricing::PriceTable;
@@ -69,6 +69,19 @@ pub fn rig(config: &StoreConfig) -> Rig {
 /// The hub's state as JSON (as clients and snapshots see it, without derived refresh).
 pub fn state_json(h: &HubHandle) -> Value {
     h.with_state(|s| serde_json::to_value(s).expect("state serialises"))
+}
+
+/// A state as JSON plus, under `ingest_memory`, the sessions' deduplication memory (which the
+/// state's own JSON leaves out), so that comparisons cover the memory too.
+pub fn with_memory(s: &State) -> Value {
+    let mut v = serde_json::to_value(s).expect("state serialises");
+    v["ingest_memory"] = serde_json::to_value(s.ingest_memory()).expect("memory serialises");
+    v
+}
+
+/// The hub's state with its memory ([`with_memory`]).
+pub fn live_json(h: &HubHandle) -> Value {
+    h.with_state(with_memory)
 }
 
 fn time(ms: u64, rng: &mut fastrand::Rng) -> SystemTime {
@@ -201,20 +214,39 @@ pub fn event(rng: &mut fastrand::Rng, i: u64) -> HubEvent {
 pub fn ingest_event(rng: &mut fastrand::Rng, i: u64) -> HubEvent {
     let sid = SESSIONS[rng.usize(0..SESSIONS.len())];
     let ts = 1_700_000_000_000 + i * 250;
-    let raw = match rng.u32(0..4) {
+    let (input, output) = (rng.u64(0..5000), rng.u64(0..2000));
+    let tokens = json!({"total": input + output, "input": input, "output": output,
+                        "reasoning": 0, "cache": {"read": 0, "write": 0}});
+    let raw = match rng.u32(0..9) {
         0 => json!({"event": "session.created", "timestamp": ts,
                     "data": {"sessionID": sid, "info": {"id": sid, "title": format!("t{i}")}}}),
         1 => json!({"event": "session.idle", "timestamp": ts, "data": {"sessionID": sid}}),
         2 => json!({"event": "session.status", "timestamp": ts,
                     "data": {"sessionID": sid, "status": {"type": "busy"}}}),
-        _ => json!({"event": "session.error", "timestamp": ts,
+        3 => json!({"event": "session.error", "timestamp": ts,
                     "data": {"sessionID": sid, "error": {"name": "Oops"}}}),
+        4 => json!({"event": "message.updated", "timestamp": ts,
+                    "data": {"sessionID": sid, "info": {
+                        "id": format!("msg_{}", rng.u32(0..50)), "sessionID": sid,
+                        "role": "assistant", "time": {"created": 1, "completed": 2},
+                        "cost": rng.f64() * 0.01, "tokens": tokens}}}),
+        5 => json!({"event": "message.part.updated", "timestamp": ts,
+                    "data": {"sessionID": sid, "part": {
+                        "id": format!("prt_{i}"), "sessionID": sid, "messageID": "msg_x",
+                        "type": "step-finish", "tokens": tokens, "cost": 0.0}}}),
+        6 => json!({"event": "plugin.started", "timestamp": ts,
+                    "data": {"version": format!("0.{}", rng.u32(0..3))}}),
+        7 => json!({"event": "server.connected", "timestamp": ts, "data": {}}),
+        _ => json!({"event": "file.edited", "timestamp": ts,
+                    "data": {"sessionID": sid, "file": format!("/p/F{}.lean", rng.u32(0..30))}}),
     };
     let ev = sidepanel::ingest::event::parse(&raw).expect("valid plugin event");
-    HubEvent::Opencode(OpencodeMessage::Batch(OpencodeBatch {
-        received_at: SystemTime::now(),
-        events: vec![ev],
-    }))
+    // Plugin arrival times go forward but not in step with the hub's clock.
+    let received = SystemTime::UNIX_EPOCH + Duration::from_millis(ts + rng.u64(0..5000));
+    HubEvent::Opencode(OpencodeMessage::Batch(OpencodeBatch::new(
+        received,
+        vec![ev],
+    )))
 }
 
 /// A tokio runtime for the async store handle.

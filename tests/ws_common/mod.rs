@@ -182,6 +182,8 @@ pub struct Client {
     ws: Ws,
     next_id: u64,
     pending: VecDeque<Value>,
+    /// Longest wait for any one message ([`WAIT`] unless [`Client::patient`]).
+    wait: Duration,
 }
 
 impl Client {
@@ -190,8 +192,24 @@ impl Client {
     }
 
     pub async fn connect_to(addr: SocketAddr) -> Self {
-        let url = format!("ws://{addr}/ws");
-        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        Self::connect_with(addr, None).await
+    }
+
+    /// A browser's connection through a gateway's public port, with its install token as
+    /// the `sidepanel.<token>` subprotocol (as the dashboard sends it).
+    pub async fn connect_gateway(gw: &sidepanel::app::Running) -> Self {
+        Self::connect_with(gw.addr, Some(&gw.token)).await
+    }
+
+    pub async fn connect_with(addr: SocketAddr, token: Option<&str>) -> Self {
+        let mut req = format!("ws://{addr}/ws")
+            .into_client_request()
+            .expect("url");
+        if let Some(token) = token {
+            let protocol = HeaderValue::from_str(&format!("sidepanel.{token}")).expect("token");
+            req.headers_mut().insert("sec-websocket-protocol", protocol);
+        }
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
             .await
             .expect("connect in time")
             .expect("connect");
@@ -216,7 +234,15 @@ impl Client {
             ws,
             next_id: 1,
             pending: VecDeque::new(),
+            wait: WAIT,
         }
+    }
+
+    /// The same client, waiting up to `wait` for each message (a real Lean server's first
+    /// check can take longer than [`WAIT`] on a cold, loaded machine).
+    pub fn patient(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
     }
 
     pub async fn ws_send(&mut self, m: Message) {
@@ -230,7 +256,7 @@ impl Client {
     /// The next text message as JSON.
     async fn next_json(&mut self) -> Value {
         loop {
-            match tokio::time::timeout(WAIT, self.ws.next()).await {
+            match tokio::time::timeout(self.wait, self.ws.next()).await {
                 Ok(Some(Ok(Message::Text(t)))) => {
                     return serde_json::from_str(t.as_str()).expect("the server sends JSON")
                 }

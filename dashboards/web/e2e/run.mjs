@@ -191,9 +191,11 @@ async function main() {
     const r = await fetch(`${base}/`);
     assert(r.status === 200, `GET / -> ${r.status}`);
     assert(r.headers.get("content-type")?.startsWith("text/html"), `content-type ${r.headers.get("content-type")}`);
-    assert(r.headers.get("cache-control") === "no-cache", `cache-control ${r.headers.get("cache-control")}`);
+    // The page carries the install token: never stored by caches.
+    assert(r.headers.get("cache-control") === "no-store", `cache-control ${r.headers.get("cache-control")}`);
     assert(r.headers.get("content-security-policy")?.includes("default-src 'self'"), "no CSP on the page");
     const html = await r.text();
+    assert(/<meta name="sidepanel-token" content="[0-9a-f]{64}"/.test(html), "the page lacks the install token");
     const assets = [...html.matchAll(/(?:src|href)="(\/assets\/[^"]+)"/g)].map((m) => m[1]);
     assert(assets.length >= 2, `expected JS and CSS assets in the page, found ${assets}`);
     let raw = html.length;

@@ -6,6 +6,7 @@ import { fmtTime, shortId } from "./format";
 import { ConnBanner, Header } from "./header";
 import { useNow, useStore, useThrottledMemo } from "./hooks";
 import { PANELS, SHORTCUTS, inField } from "./keys";
+import { revertText } from "./opencode";
 import { AlertBanner, BalancePanel } from "./panels/balance";
 import { LimitsPanel } from "./panels/limits";
 import { ProofPanel } from "./panels/proof";
@@ -19,6 +20,7 @@ import type { Prefs, Theme } from "./prefs";
 import { NOT_AVAILABLE, RpcError } from "./rpc";
 import type { Connection } from "./rpc";
 import type { Store } from "./store";
+import type { RevertOutcome } from "./types";
 
 const THEMES: Theme[] = ["system", "dark", "light"];
 
@@ -98,8 +100,10 @@ export function App({ store, conn }: { store: Store; conn: Connection }) {
       return;
     }
     try {
-      await conn.call("restore", params);
-      setRestoreMsg({ ok: true, text: `Restored ${shortId(selected, 24)} to ${fmtTime(p.at)}; every open tab follows.` });
+      const result = (await conn.call("restore", params)) as { revert?: RevertOutcome | null } | null;
+      const restored = `Restored ${shortId(selected, 24)} to ${fmtTime(p.at)}; every open tab follows.`;
+      const revert = revertText(result?.revert ?? null);
+      setRestoreMsg({ ok: revert?.ok ?? true, text: revert ? `${restored} ${revert.text}` : restored });
     } catch (e) {
       const err = e as Error;
       if (err instanceof RpcError && err.code === NOT_AVAILABLE) {

@@ -5,6 +5,8 @@ import { fmtAge, fmtClock, fmtTime } from "./format";
 import { nextUtcMidnight } from "./projection";
 import { RETRY_MS } from "./rpc";
 import type { Store } from "./store";
+import { linkLabel } from "./opencode";
+import type { PluginStatus } from "./types";
 
 export function connLabel(store: Store): { text: string; tone: string } {
   const c = store.conn;
@@ -20,6 +22,19 @@ export function connLabel(store: Store): { text: string; tone: string } {
       return { text: `Disconnected · retry in ${left}s`, tone: "bad" };
     }
   }
+}
+
+/** The OpenCode plugin's pill: absent until it spoke, "silent" while the alert fires. */
+export function pluginLabel(plugin: PluginStatus | undefined, now: number): { text: string; tone: string; title: string } {
+  if (!plugin || (plugin.events === 0 && plugin.starts === 0)) {
+    return { text: "no plugin", tone: "dim", title: "no OpenCode plugin event yet (sidepanel install wires it)" };
+  }
+  const version = plugin.version ? ` ${plugin.version}` : "";
+  const last = plugin.last_event_at != null ? `last event ${fmtAge(Math.max(0, now - plugin.last_event_at))} ago` : "no event yet";
+  if (plugin.silent) {
+    return { text: `plugin silent`, tone: "bad", title: `OpenCode traffic continues but the plugin${version} sends no events; ${last}` };
+  }
+  return { text: `plugin${version}`, tone: "ok", title: `${plugin.events} events in ${plugin.batches} posts; ${last}` };
 }
 
 export function Header({ store, now, onHelp }: { store: Store; now: number; onHelp: () => void }) {
@@ -41,6 +56,22 @@ export function Header({ store, now, onHelp }: { store: Store; now: number; onHe
           Venice {up.status}
         </span>
       )}
+      {(() => {
+        const plugin = pluginLabel(store.state?.plugin, now);
+        return (
+          <span class={`pill ${plugin.tone}`} title={plugin.title} data-testid="plugin-status">
+            {plugin.text}
+          </span>
+        );
+      })()}
+      {(() => {
+        const link = linkLabel(store.state?.opencode_link);
+        return link ? (
+          <span class={`pill ${link.tone}`} title={link.title} data-testid="opencode-link">
+            {link.text}
+          </span>
+        ) : null;
+      })()}
       <span class="spacer" />
       <span class="top-item" title="time until Venice resets the daily Diem allocation (00:00 UTC)">
         <span class="dim">reset</span> <span class="mono">{fmtClock(nextUtcMidnight(now) - now)}</span>

@@ -51,9 +51,6 @@ export class Store {
   observedSince: number | null = null;
   /** Client time of the last update of each type (and `state` for a full state). */
   updatedAt: Record<string, number> = {};
-  /** Totals at the start of the current UTC day, when this tab saw the day begin. */
-  todayBase: Totals | null = null;
-  private day: number | null = null;
   /** OpenCode session details from `session` updates, by id. */
   sessionInfo: Record<string, Record<string, unknown>> = {};
   /** A message about the last full-state replacement (restore), shown once. */
@@ -110,12 +107,6 @@ export class Store {
   /** Replaces the whole state (`state.get`, a `resync: true` answer, `state.resync`, a restore). */
   applyFull(state: State, sequence: number, now = Date.now()): void {
     const prev = this.state;
-    const restarted =
-      prev != null &&
-      ((state.run_id != null && state.run_id !== prev.run_id) ||
-        (state.started_at != null && state.started_at !== prev.started_at) ||
-        state.totals.requests < prev.totals.requests);
-    if (restarted) this.todayBase = null;
     if (!state.admission && prev?.admission) state.admission = prev.admission;
     state.recent = state.recent ?? [];
     this.state = state;
@@ -123,7 +114,6 @@ export class Store {
     // `recent` holds every request since the oldest one in it, so the spend rate may start there.
     this.observedSince ??= Math.min(now, ...state.recent.map((r) => r.started_at));
     for (const r of state.recent) this.addRecord(r, now);
-    this.rollDay(now);
     this.updatedAt.state = now;
     this.markMessage(now);
     this.changed();
@@ -147,6 +137,7 @@ export class Store {
         break;
       case "health":
         if (p.upstream) s.upstream = p.upstream;
+        if (p.opencode_link) s.opencode_link = p.opencode_link;
         break;
       case "proof":
         if (typeof p.file === "string") s.proof = { ...s.proof, [p.file]: p.state };
@@ -157,6 +148,7 @@ export class Store {
         if (p.balance) s.balance = p.balance;
         if (typeof p.alert === "string") this.gatewayAlert = p.firing ? String(p.message ?? p.alert) : null;
         if (p.plugin) s.plugin = p.plugin;
+        if (p.revert && s.opencode_link) s.opencode_link = { ...s.opencode_link, last_revert: p.revert };
         break;
       case "session":
         this.applySession(s, p);
@@ -178,7 +170,6 @@ export class Store {
     s.sequence = u.sequence;
     this.updatedAt[u.type] = now;
     this.applied++;
-    this.rollDay(now);
     this.changed();
     return true;
   }
@@ -191,13 +182,10 @@ export class Store {
   }
 
   /** Cost and tokens of the current UTC day, when known; else since the gateway started. */
-  today(): { totals: Totals; sinceStart: boolean } {
-    const t = this.state?.totals ?? emptyTotals();
-    if (!this.todayBase) return { totals: t, sinceStart: true };
-    const b = this.todayBase;
-    const d = emptyTotals();
-    for (const k of Object.keys(d) as (keyof Totals)[]) d[k] = Math.max(0, t[k] - b[k]);
-    return { totals: d, sinceStart: false };
+  /** Totals of the current UTC day, from the gateway's `today` (zero once a new day began). */
+  today(now = Date.now()): Totals {
+    const t = this.state?.today;
+    return t && t.day_start_ms === utcDayStart(now) ? t.totals : emptyTotals();
   }
 
   private markMessage(now: number): void {
@@ -212,6 +200,7 @@ export class Store {
   private applyUsage(s: State, p: any, now: number, sequence: number): void {
     const r = p.request as RequestRecord | undefined;
     if (p.totals) s.totals = p.totals;
+    if (p.today) s.today = p.today;
     if (p.model && p.model_totals) s.models = { ...s.models, [p.model]: p.model_totals };
     if (r) {
       const sid = r.session_id;
@@ -277,13 +266,6 @@ export class Store {
     if (this.costEvents.length > 4096 || (this.costEvents[0] && this.costEvents[0].t < cutoff)) {
       this.costEvents = this.costEvents.filter((e) => e.t >= cutoff).slice(-4096);
     }
-  }
-
-  /** At the first UTC midnight this tab sees, the day's totals start from the totals then. */
-  private rollDay(now: number): void {
-    const day = utcDayStart(now);
-    if (this.day !== null && day > this.day && this.state) this.todayBase = { ...this.state.totals };
-    this.day = day;
   }
 }
 

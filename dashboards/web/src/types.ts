@@ -48,6 +48,58 @@ export interface OpencodeSession {
   last_error: string | null;
   title_calls: number;
   last_event_at: number | null;
+  /** OpenCode's own tokens and cost (completed assistant messages, each counted once). */
+  tokens?: OcTokens;
+  cost?: number;
+  /** Proxied calls OpenCode counted, and those it did not (title call, failures). */
+  counted?: Totals;
+  uncounted?: Totals;
+}
+
+export interface OcTokens {
+  input: number;
+  output: number;
+  reasoning: number;
+  cache_read: number;
+  cache_write: number;
+  total: number | null;
+}
+
+/** What a restore's OpenCode session revert did (src/opencode/status.rs `RevertOutcome`). */
+export interface RevertOutcome {
+  ok: boolean;
+  skipped: boolean;
+  session_id: string | null;
+  message_id: string;
+  restored: number;
+  status: number | null;
+  error: string | null;
+  at: number;
+}
+
+/** The link to `opencode serve` (src/opencode/status.rs `LinkStatus`). */
+export interface OpencodeLink {
+  state: "disabled" | "connecting" | "connected" | "reconnecting" | "auth_failed" | "server_gone";
+  url: string | null;
+  url_source: string | null;
+  since: number | null;
+  reconnects: number;
+  failures: number;
+  last_error: string | null;
+  events: number;
+  last_revert: RevertOutcome | null;
+}
+
+/** The OpenCode plugin's liveness (src/ingest/apply.rs `PluginStatus`). */
+export interface PluginStatus {
+  events: number;
+  batches: number;
+  last_event_at: number | null;
+  version: string | null;
+  starts: number;
+  silent: boolean;
+  silent_since: number | null;
+  silent_after_ms: number;
 }
 
 export interface Balance {
@@ -133,8 +185,12 @@ export interface State {
   alerts: Alerts;
   /** Present in `/api/sidepanel/state`, and in `state.get` if the hub ever adds it. */
   admission?: Admission;
+  /** Totals of the current UTC day (`day_start_ms` = its 00:00 UTC). */
+  today?: { day_start_ms: number; totals: Totals };
   /** The OpenCode plugin's status (ingest). */
-  plugin?: Record<string, unknown>;
+  plugin?: PluginStatus;
+  /** The link to an `opencode serve`, when one is configured or learned. */
+  opencode_link?: OpencodeLink;
   /** A run id or start time, if the hub adds one; used to tell a restarted gateway apart. */
   run_id?: string | number;
   started_at?: number;

@@ -146,21 +146,18 @@ describe("store", () => {
     expect(s.sequenceOf(early)).toBeNull();
   });
 
-  it("counts today from the first UTC midnight it sees", () => {
+  it("shows the gateway's totals of the current UTC day, and zero once the day is over", () => {
     const s = new Store();
     const before = Date.UTC(2026, 10, 24, 23, 59, 0);
+    const day = Date.UTC(2026, 10, 24);
     s.applyFull(state(1), 1, before);
-    s.applyUpdate(usage(2, record(1), 4), before);
-    expect(s.today().sinceStart).toBe(true);
-    expect(s.today().totals.requests).toBe(4);
-    const after = Date.UTC(2026, 10, 25, 0, 0, 30);
-    s.applyUpdate(usage(3, record(2), 5), after);
-    // The baseline is taken when the day turns, so the request that crossed it counts for the new day.
-    const t = s.today();
-    expect(t.sinceStart).toBe(false);
-    expect(t.totals.requests).toBe(0);
-    s.applyUpdate(usage(4, record(3), 6), after + 1000);
-    expect(s.today().totals.requests).toBe(1);
+    expect(s.today(before).requests).toBe(0);
+    const u = usage(2, record(1), 4);
+    u.payload.today = { day_start_ms: day, totals: { ...emptyTotals(), requests: 3, cost_usd: 0.5 } };
+    s.applyUpdate(u, before);
+    expect(s.today(before)).toMatchObject({ requests: 3, cost_usd: 0.5 });
+    // After 00:00 UTC, until the next request starts the new day, today is empty.
+    expect(s.today(Date.UTC(2026, 10, 25, 0, 0, 30)).requests).toBe(0);
   });
 
   it("notifies listeners once per batch of changes", async () => {

@@ -58,6 +58,13 @@ fn defaults_load() {
     assert_eq!(c.demo.latency, Duration::from_millis(150));
     assert_eq!(c.demo.client_interval, Some(Duration::from_secs(3)));
     assert_eq!(c.pricing, PriceTable::venice_defaults());
+    assert_eq!(c.metrics.max_models, crate::metrics::DEFAULT_MAX_MODELS);
+}
+
+#[test]
+fn metrics_max_models_is_read_from_the_file() {
+    let c = load_text("[metrics]\nmax_models = 2\n", with_key()).expect("config loads");
+    assert_eq!(c.metrics.max_models, 2);
 }
 
 #[test]
@@ -137,6 +144,8 @@ fn bad_values_name_their_keys() {
         ),
         ("[demo]\nbalance_usd = -1.0", "demo.balance_usd"),
         ("[demo]\nbalance_diem = nan", "demo.balance_diem"),
+        ("[metrics]\nmax_models = 0", "metrics.max_models"),
+        ("[metrics]\nmax_models = 65", "metrics.max_models"),
         (
             "[pricing.models.new-model]\noutput = 1.0",
             "pricing.models.new-model.input",
@@ -300,4 +309,20 @@ fn debug_never_prints_the_key() {
         !shown.contains("test-key") && shown.contains("<redacted>"),
         "{shown}"
     );
+}
+
+#[test]
+fn allowed_hosts_are_host_names_and_include_the_listen_address() {
+    let c = load_text(
+        r#"allowed_hosts = ["Sidepanel.LAN:8765", "::1"]"#,
+        with_key(),
+    )
+    .unwrap();
+    assert_eq!(c.allowed_hosts, ["127.0.0.1", "sidepanel.lan", "::1"]);
+    let wildcard = load_text("listen = \"0.0.0.0:9\"\nallowed_hosts = []", with_key()).unwrap();
+    assert!(wildcard.allowed_hosts.is_empty(), "0.0.0.0 names no host");
+    let e = error_of(r#"allowed_hosts = ["ok.lan", "http://x/y"]"#, with_key());
+    assert!(e.contains("allowed_hosts[1]"), "{e}");
+    let e = error_of(r#"allowed_hosts = "one""#, with_key());
+    assert!(e.contains("allowed_hosts"), "{e}");
 }

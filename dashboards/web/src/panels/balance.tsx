@@ -32,7 +32,8 @@ export function BalancePanel({ store, conn, now }: { store: Store; conn: Connect
       ) : b?.observed_at == null ? (
         <Empty>
           No balance seen yet. It arrives with the headers of the first request proxied to Venice. If requests fail with
-          401, the gateway has no Venice key: set <code>VENICE_API_KEY</code> or <code>upstream.api_key_file</code>.
+          401, the gateway has no Venice key: run <code>sidepanel key set</code>, or set <code>VENICE_API_KEY</code> or{" "}
+          <code>upstream.api_key_file</code>.
         </Empty>
       ) : (
         <div class="stats">

@@ -3,7 +3,7 @@
 
 import { fmtAge, fmtDiem, fmtTokens, fmtUsd, shortId } from "../format";
 import type { Store } from "../store";
-import type { SessionUsage } from "../types";
+import type { OcTokens, SessionUsage } from "../types";
 import { Empty, Panel, freshness } from "../ui";
 
 export interface SessionRow {
@@ -25,6 +25,11 @@ export function sessionRows(store: Store): SessionRow[] {
     return { id, usage, info, lastActive: Math.max(usage?.last_active ?? 0, infoTime) };
   });
   return rows.sort((a, b) => b.lastActive - a.lastActive || a.id.localeCompare(b.id));
+}
+
+/** OpenCode's total for its tokens: its own `total` when sent, else the sum of the kinds. */
+export function ocTotal(t: OcTokens): number {
+  return t.total ?? t.input + t.output + t.reasoning + t.cache_read + t.cache_write;
 }
 
 function count(info: Record<string, unknown> | null, ...keys: string[]): number | null {
@@ -99,6 +104,18 @@ export function SessionsPanel(props: { store: Store; now: number; selected: stri
                     )}
                     {oc.title_calls > 0 && <span title="session-title calls, which OpenCode does not count"> · {oc.title_calls} title calls</span>}
                     {oc.last_error && <span class="bad-text" title={oc.last_error}> · error</span>}
+                  </div>
+                )}
+                {oc?.tokens && (oc.cost != null || oc.uncounted) && (
+                  <div class="li-sub mono dim" data-testid="session-opencode" title="what OpenCode itself counted, and the proxied calls it does not count">
+                    OpenCode: {fmtTokens(ocTotal(oc.tokens))} tok · {fmtUsd(oc.cost ?? 0)}
+                    {oc.uncounted && oc.uncounted.requests > 0 ? (
+                      <>
+                        {" "}
+                        · not counted by OpenCode: {oc.uncounted.requests} req, {fmtTokens(oc.uncounted.total_tokens)} tok,{" "}
+                        {fmtUsd(oc.uncounted.cost_usd)}
+                      </>
+                    ) : null}
                   </div>
                 )}
                 {models.length > 0 && (

@@ -22,7 +22,7 @@ export function UsagePanel(props: { store: Store; now: number; grouping: Groupin
     [second, grouping, spanMin, store.tokenEvents.length > 0],
   );
   const fresh = freshness(store, store.updatedAt.usage ?? store.updatedAt.state, now);
-  const today = store.today();
+  const today = store.today(now);
   const t = s?.totals;
   const models = s ? Object.entries(s.models).sort((a, b) => b[1].total_tokens - a[1].total_tokens) : [];
   const anyTokens = series.lines.some((l) => l.ys.some((y) => y > 0));
@@ -61,15 +61,15 @@ export function UsagePanel(props: { store: Store; now: number; grouping: Groupin
               tone={t.errors ? "warn" : undefined}
             />
             <Stat
-              label={today.sinceStart ? "Cost since start" : "Cost today (UTC)"}
+              label="Cost today (UTC)"
               value={
-                <span data-testid="cost-usd" data-value={today.totals.cost_usd}>
-                  {fmtUsd(today.totals.cost_usd)}
+                <span data-testid="cost-usd" data-value={today.cost_usd}>
+                  {fmtUsd(today.cost_usd)}
                 </span>
               }
               sub={
-                <span data-testid="cost-diem" data-value={today.totals.cost_diem}>
-                  {fmtDiem(today.totals.cost_diem)} Diem
+                <span data-testid="cost-diem" data-value={today.cost_diem}>
+                  {fmtDiem(today.cost_diem)} Diem
                 </span>
               }
             />

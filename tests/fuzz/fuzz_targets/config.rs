@@ -1,0 +1,7 @@
+//! cargo-fuzz target `config`: see `tests/fuzz/checks.rs` for what it drives and asserts.
+#![no_main]
+
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::config(data));
