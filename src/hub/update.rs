@@ -206,13 +206,12 @@ impl UpdateLog {
             return Since::Updates(Vec::new());
         }
         match self.history.front() {
-            Some(first) if first.sequence <= sequence + 1 => Since::Updates(
-                self.history
-                    .iter()
-                    .filter(|u| u.sequence > sequence)
-                    .cloned()
-                    .collect(),
-            ),
+            Some(first) if first.sequence <= sequence + 1 => {
+                // The history is in sequence order: find the first newer update by bisection
+                // instead of walking all of it (the hub asks after every event).
+                let start = self.history.partition_point(|u| u.sequence <= sequence);
+                Since::Updates(self.history.range(start..).cloned().collect())
+            }
             _ => Since::TooOld,
         }
     }
