@@ -38,6 +38,12 @@ pub async fn peek_chat(session: &mut Session, ctx: &mut RequestCtx) -> Result<()
     };
     let length = declared_length(session.req_header()).unwrap_or(first.len());
     ctx.estimate = estimate_tokens(length, max_tokens);
+    if session.as_downstream_mut().is_body_done() {
+        // The whole body came in the first read (the usual case): prepare it now, so it goes
+        // upstream with its final `Content-Length` (one write after the head, no chunked
+        // framing); `request_body_filter` then sends it in place of the replayed read.
+        ctx.prepare(first);
+    }
     Ok(())
 }
 

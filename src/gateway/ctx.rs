@@ -12,6 +12,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 use crate::admission::retry::RetryReason;
 use crate::admission::Refusal;
 use crate::gateway::record::{millis, CostSource, Outcome, RequestRecord};
+use crate::gateway::rewrite::prepare_chat_body;
 use crate::gateway::sse::SseScanner;
 use crate::gateway::usage::{self, BodyReport};
 
@@ -114,6 +115,19 @@ impl RequestCtx {
             scan_time: Duration::ZERO,
             first_event: None,
         }
+    }
+
+    /// Prepares the whole held chat body for upstream (see [`prepare_chat_body`]), keeps it for
+    /// retries and takes what it tells about the request; returns the bytes to send.
+    pub fn prepare(&mut self, body: Bytes) -> Bytes {
+        let (out, info) = prepare_chat_body(body);
+        if info.model.is_some() {
+            self.request_model = info.model;
+        }
+        self.usage_requested = info.usage_requested;
+        self.estimate = info.estimate;
+        self.prepared = Some(out.clone());
+        out
     }
 
     /// Accepts an `x-session-id` value if it is a sane id.

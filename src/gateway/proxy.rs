@@ -24,7 +24,6 @@ use crate::admission::Admission;
 use crate::config::LimitsConfig;
 use crate::gateway::ctx::RequestCtx;
 use crate::gateway::headers::VeniceHeaders;
-use crate::gateway::rewrite::prepare_chat_body;
 use crate::gateway::routes::{self, is_chat, is_proxied};
 use crate::gateway::upstream::Upstream;
 use crate::gateway::{admit, refuse};
@@ -225,12 +224,17 @@ impl ProxyHttp for Gateway {
         }
         self.upstream.rewrite_request(req)?;
         if ctx.hold_body {
-            // The body may change length once amended: no Content-Length. HTTP/1.1 needs chunked
-            // framing; h2 frames bodies itself and rejects the header (pingora strips
-            // connection headers before this filter, not after).
+            // The body may change length once amended. Prepared already (it came whole): its
+            // exact length. Else no Content-Length: HTTP/1.1 needs chunked framing; h2 frames
+            // bodies itself and rejects the header (pingora strips connection headers before
+            // this filter, not after).
             req.remove_header(&http::header::CONTENT_LENGTH);
+            req.remove_header(&http::header::TRANSFER_ENCODING);
             if req.version != http::Version::HTTP_2 {
-                req.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+                match &ctx.prepared {
+                    Some(body) => req.insert_header(http::header::CONTENT_LENGTH, body.len())?,
+                    None => req.insert_header(http::header::TRANSFER_ENCODING, "chunked")?,
+                }
             }
         }
         Ok(())
@@ -266,12 +270,8 @@ impl ProxyHttp for Gateway {
         let out = match &ctx.prepared {
             Some(prepared) => prepared.clone(),
             None => {
-                let (out, info) = prepare_chat_body(std::mem::take(&mut ctx.held).freeze());
-                ctx.request_model = info.model;
-                ctx.usage_requested = info.usage_requested;
-                ctx.estimate = info.estimate;
-                ctx.prepared = Some(out.clone());
-                out
+                let held = std::mem::take(&mut ctx.held).freeze();
+                ctx.prepare(held)
             }
         };
         if !ctx.admitted && ctx.request_model.is_some() {

@@ -3,17 +3,20 @@
 //! Producers (the proxy today; ingest, Lean and storage later) hand [`HubEvent`]s over a bounded
 //! channel with `try_send`, so they never wait on the hub. The hub task applies each event to the
 //! state, fills in computed costs, updates the metrics, and logs each malformed upstream header
-//! once. Readers (local routes) take a short read lock on the shared state; no lock is ever held
+//! once. Venice's header events (balance, rate limits) are applied at most every 100 ms, in
+//! batches ([`coalesce`]). Readers (local routes) take a short read lock on the shared state; no lock is ever held
 //! across an `.await`.
 
 mod alerts;
+pub mod coalesce;
 mod day;
 pub mod state;
 pub mod update;
+mod venice;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use parking_lot::RwLock;
 use serde_json::json;
@@ -24,9 +27,11 @@ use crate::gateway::record::{CostSource, RequestRecord};
 use crate::metrics::Metrics;
 use crate::pricing::PriceTable;
 use crate::util::{epoch_ms, from_epoch_ms};
+use coalesce::Coalescer;
 pub use state::State;
 use update::UpdateLog;
 pub use update::{Since, Sink, StateUpdate, Stored, UpdateSource, UpdateType};
+use venice::HeaderEvent;
 
 /// Messages from producers (proxy, Lean, ingest) to the hub.
 #[derive(Debug)]
@@ -166,6 +171,8 @@ pub struct Hub {
     metrics: Arc<Metrics>,
     pricing: Arc<RwLock<PriceTable>>,
     warned: parking_lot::Mutex<HashSet<&'static str>>,
+    /// Header events waiting for their window (only the hub's thread takes it).
+    coalesce: parking_lot::Mutex<Coalescer<HeaderEvent>>,
 }
 
 impl Hub {
@@ -199,6 +206,7 @@ impl Hub {
             metrics,
             pricing,
             warned: parking_lot::Mutex::new(HashSet::new()),
+            coalesce: parking_lot::Mutex::new(Coalescer::default()),
         };
         (hub, handle)
     }
@@ -214,11 +222,14 @@ impl Hub {
     pub async fn run(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut rx = self.rx.lock().await;
         loop {
+            let due = self.coalesce.lock().due();
+            let window_end = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into());
             tokio::select! {
                 ev = rx.recv() => match ev {
                     Some(ev) => self.apply(ev),
                     None => break,
                 },
+                _ = window_end, if due.is_some() => self.flush_coalesced(),
                 _ = shutdown.changed() => {
                     // Drain what is already queued, then stop.
                     while let Ok(ev) = rx.try_recv() {
@@ -228,6 +239,7 @@ impl Hub {
                 }
             }
         }
+        self.flush_coalesced();
         let mut shared = self.shared.write();
         let Shared { state, log } = &mut *shared;
         log.checkpoint(state, true);
@@ -236,9 +248,14 @@ impl Hub {
 
     /// Applies one event and publishes the updates it causes (public for tests and benches).
     pub fn apply(&self, event: HubEvent) {
+        self.publishing(|hub| hub.apply_event(event));
+    }
+
+    /// Runs `f` and reports the updates it published to the metrics.
+    fn publishing(&self, f: impl FnOnce(&Self)) {
         let before = self.shared.read().log.last();
         self.metrics.publishing(before + 1);
-        self.apply_event(event);
+        f(self);
         if let Since::Updates(published) = self.shared.read().log.since(before) {
             self.metrics.published(&published);
         }
@@ -248,38 +265,8 @@ impl Hub {
         let now = epoch_ms(SystemTime::now());
         match event {
             HubEvent::Headers { model, headers, at } => {
-                self.warn_malformed(&headers);
-                let mut guard = self.shared.write();
-                let Shared { state, log } = &mut *guard;
-                let key = state.model_key(model.as_deref().or(headers.model_id.as_deref()));
-                let changes = state.apply_headers(model.as_deref(), &headers, at);
-                if changes.balance {
-                    let payload = json!({"balance": state.balance});
-                    log.publish(UpdateType::Balance, UpdateSource::Venice, now, payload);
-                }
-                for (currency, firing) in &changes.alerts {
-                    let payload = json!({
-                        "currency": currency,
-                        "firing": firing,
-                        "balance": state.balance,
-                        "alerts": state.alerts,
-                    });
-                    if *firing {
-                        tracing::warn!(?currency, balance = ?state.balance, "balance below the alert threshold");
-                    } else {
-                        tracing::info!(?currency, "balance back above the alert threshold");
-                    }
-                    log.publish(UpdateType::Alert, UpdateSource::Gateway, now, payload);
-                }
-                let firing = (state.alerts.diem_firing, state.alerts.usd_firing);
-                if let Some(m) = changes.limits {
-                    let payload = json!({"model": m, "limits": state.rate_limits.get(&m)});
-                    log.publish(UpdateType::RateLimit, UpdateSource::Venice, now, payload);
-                }
-                state.sequence = log.last();
-                drop(guard);
-                self.metrics.observe_headers(&key, &headers);
-                self.metrics.set_alerts_firing(firing);
+                self.offer_headers(HeaderEvent { model, headers, at });
+                return;
             }
             HubEvent::Request(mut record) => {
                 self.fill_cost(&mut record);
@@ -380,20 +367,5 @@ impl Hub {
             CostSource::Unknown
         };
         r.cost = computed;
-    }
-
-    fn warn_malformed(&self, h: &VeniceHeaders) {
-        if h.malformed.is_empty() {
-            return;
-        }
-        let mut warned = self.warned.lock();
-        for name in &h.malformed {
-            if warned.insert(name) {
-                tracing::warn!(
-                    header = name,
-                    "upstream sent a malformed header; ignoring it (logged once)"
-                );
-            }
-        }
     }
 }
