@@ -1,4 +1,5 @@
-//! The `sidepanel` binary: parse the command line, load the configuration, run the library.
+//! The `sidepanel` binary: raise the open-file limit, parse the command line, load the
+//! configuration, run the library.
 
 use std::process::ExitCode;
 
@@ -6,6 +7,7 @@ use clap::Parser;
 use sidepanel::cli::Cli;
 
 fn main() -> ExitCode {
+    raise_fd_limit();
     let cli = Cli::parse();
     match sidepanel::commands::execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -13,5 +15,16 @@ fn main() -> ExitCode {
             eprintln!("sidepanel: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Raises this process's soft `RLIMIT_NOFILE` as far as the hard limit allows. Every client
+/// and upstream connection is an fd, and desktop shells start programs with a soft limit of
+/// 1024: at that limit the gateway could neither accept more connections (pingora's accept
+/// loop pauses on `EMFILE`) nor reach the upstream. Done by the binary, not the library, so a
+/// process that embeds the gateway (the tests) keeps its own limits.
+fn raise_fd_limit() {
+    if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("sidepanel: warning: could not raise the open-file limit: {error}");
     }
 }

@@ -73,6 +73,13 @@ impl ProxyHttp for Gateway {
         RequestCtx::new()
     }
 
+    async fn early_request_filter(&self, session: &mut Session, _: &mut RequestCtx) -> Result<()> {
+        // pingora keeps an idle HTTP/1.1 keep-alive connection forever; close it after a while
+        // (set per request: reading a request resets it), as nginx does.
+        session.set_keepalive(Some(KEEPALIVE_IDLE_SECS));
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let req = session.req_header();
         if refuse::head_too_large(req) {
@@ -177,10 +184,13 @@ impl ProxyHttp for Gateway {
         if ctx.retry_delay.is_some() {
             // Planned by `admit::plan_retry` (the body is replayable, nothing reached the client).
             e.set_retry(true);
-        } else if !session.req_header().method.is_idempotent()
-            || session.as_ref().retry_buffer_truncated()
-        {
+        } else if session.as_ref().retry_buffer_truncated() {
             e.set_retry(false);
+        } else if !session.req_header().method.is_idempotent() {
+            // Never replay a request the upstream may have processed, except what HTTP/2 says
+            // it did not: pingora marks a GOAWAY(NO_ERROR), a REFUSED_STREAM and an h2
+            // downgrade retryable (RFC 9113 §8.7), and a chat must not fail on those.
+            e.set_retry(never_processed(&e));
         } else {
             // pingora's default: retry a failure on a reused (possibly stale) connection.
             e.retry.decide_reuse(client_reused);
@@ -374,6 +384,17 @@ impl ProxyHttp for Gateway {
         self.hub.send(HubEvent::Request(Box::new(record)));
     }
 }
+
+/// Whether pingora marked `e` as an HTTP/2 refusal the upstream never processed.
+fn never_processed(e: &Error) -> bool {
+    matches!(
+        e.etype,
+        ErrorType::H2Error | ErrorType::H2Downgrade | ErrorType::InvalidH2
+    ) && matches!(e.retry, pingora::RetryType::Decided(true))
+}
+
+/// Seconds an idle client keep-alive connection is kept open between requests.
+pub const KEEPALIVE_IDLE_SECS: u64 = 75;
 
 /// The public path of the WebSocket JSON-RPC endpoint.
 pub const WS_PATH: &str = "/ws";

@@ -46,6 +46,10 @@ impl Upstream {
 
     /// Resolves the upstream host asynchronously, reusing an answer for `dns_ttl`. When a fresh
     /// lookup fails, a stale answer is used rather than failing the request.
+    ///
+    /// The lookup is bounded by `connect_timeout` (a resolver that never answers must not hold
+    /// the request past the configured timeouts), and its errors are marked as the upstream's,
+    /// so the client gets 502 `upstream_unreachable` (504 when it timed out), not a 500.
     pub async fn resolve(&self) -> Result<SocketAddr> {
         if let Some((addrs, at)) = self.dns.lock().as_ref() {
             if at.elapsed() < self.config.dns_ttl {
@@ -54,38 +58,44 @@ impl Upstream {
                 }
             }
         }
-        let target = (self.config.host.as_str(), self.config.port);
-        match tokio::net::lookup_host(target).await {
-            Ok(found) => {
+        let host = &self.config.host;
+        let wait = self.config.connect_timeout;
+        let lookup = tokio::net::lookup_host((host.as_str(), self.config.port));
+        let failure = match tokio::time::timeout(wait, lookup).await {
+            Ok(Ok(found)) => {
                 let mut addrs: Vec<SocketAddr> = found.collect();
                 // Prefer IPv4: loopback-only sandboxes and many home networks lack v6 routes.
                 addrs.sort_by_key(|a| a.is_ipv6());
                 let first = addrs.first().copied();
                 *self.dns.lock() = Some((addrs, Instant::now()));
-                first.ok_or_else(|| {
-                    Error::explain(
+                return first.ok_or_else(|| {
+                    dns_error(
                         ErrorType::ConnectNoRoute,
-                        format!("DNS: no address for {}", self.config.host),
+                        format!("DNS: no address for {host}"),
                     )
-                })
+                });
             }
-            Err(e) => {
-                let stale = self
-                    .dns
-                    .lock()
-                    .as_ref()
-                    .and_then(|(a, _)| a.first().copied());
-                match stale {
-                    Some(a) => {
-                        tracing::warn!(host = %self.config.host, error = %e, "DNS lookup failed; using the previous answer");
-                        Ok(a)
-                    }
-                    None => Err(Error::explain(
-                        ErrorType::ConnectNoRoute,
-                        format!("DNS lookup of {} failed: {e}", self.config.host),
-                    )),
-                }
+            Ok(Err(e)) => (ErrorType::ConnectNoRoute, e.to_string()),
+            Err(_) => (
+                ErrorType::ConnectTimedout,
+                format!("no answer within {wait:?}"),
+            ),
+        };
+        let stale = self
+            .dns
+            .lock()
+            .as_ref()
+            .and_then(|(a, _)| a.first().copied());
+        let (etype, why) = failure;
+        match stale {
+            Some(a) => {
+                tracing::warn!(%host, error = %why, "DNS lookup failed; using the previous answer");
+                Ok(a)
             }
+            None => Err(dns_error(
+                etype,
+                format!("DNS lookup of {host} failed: {why}"),
+            )),
         }
     }
 
@@ -140,4 +150,9 @@ impl Upstream {
             (true, 443) | (false, 80)
         )
     }
+}
+
+/// A failed lookup, as an upstream error (pingora leaves errors from `upstream_peer` unsourced).
+fn dns_error(etype: ErrorType, context: String) -> Box<Error> {
+    Error::explain(etype, context).into_up()
 }

@@ -1,9 +1,13 @@
 //! Helpers of the reliability and security tests (`security_invariants`, `faults_upstream`,
 //! `faults_client`): raw HTTP/1.1 exchanges written byte for byte (so Host, Origin, framing and
 //! smuggling shapes are exactly what the test says), file-descriptor counts of this process (the
-//! gateway runs in-process), and polling with a deadline instead of sleeps.
+//! gateway runs in-process), and polling with a deadline instead of sleeps. [`tls`] is a scripted
+//! TLS/HTTP/2 upstream; [`serve`] runs the real binary as a child process.
 
 #![allow(dead_code)]
+
+pub mod serve;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
