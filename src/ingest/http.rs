@@ -3,8 +3,10 @@
 //! Owns reading the body (bounded by `ingest.max_body_bytes`, counted as it arrives, never
 //! more than one chunk past the limit) and writing the answer: 202 with `{accepted, rejected,
 //! sequence?}` once [`Ingest::submit`] has handed the events on (with the session store: once
-//! they are committed, see [`COMMIT_TIMEOUT`]), or the 4xx/503 of an [`IngestError`]. A refused
-//! request's connection is not reused, since its body may not have been read.
+//! they are committed, see [`COMMIT_TIMEOUT`]), or the 4xx/503 of an [`IngestError`]: 429
+//! `busy` beyond [`super::MAX_IN_FLIGHT`] posts at once, 503 `not_acknowledged` at once while
+//! the store fails. A refused request's connection is not reused, since its body may not have
+//! been read.
 
 use std::time::{Duration, SystemTime};
 
@@ -15,6 +17,7 @@ use pingora::Result;
 use super::{Accepted, Ingest, IngestError, OpencodeBatch, OpencodeMessage};
 use crate::gateway::routes;
 use crate::hub::HubEvent;
+use crate::store::StoreState;
 
 /// Longest `POST /events` waits for its events to be applied and committed before it answers
 /// 503: well below the plugin's own request timeout (1.5 s), so the plugin sees the 503 and
@@ -34,6 +37,15 @@ impl Ingest {
             return self.accept(body);
         };
         let (events, mut accepted) = self.validate(body)?;
+        // A store known to fail (disk full, read-only) cannot acknowledge: say so at once and
+        // leave the events to the plugin's resend, instead of applying them unacknowledged.
+        let status = store.status();
+        if status.status == StoreState::Failing {
+            let why = status.error.unwrap_or_default();
+            return Err(IngestError::Unavailable(format!(
+                "session storage is failing: {why}"
+            )));
+        }
         let deadline = tokio::time::Instant::now() + self.commit_timeout;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut batch = OpencodeBatch::new(SystemTime::now(), events);
@@ -74,6 +86,10 @@ pub async fn handle(session: &mut Session, ingest: &Ingest) -> Result<()> {
     if let Err(e) = head {
         return refuse(session, ingest, &e).await;
     }
+    // A flood: refuse before reading the body, so memory stays bounded.
+    let Ok(_permit) = ingest.in_flight.clone().try_acquire_owned() else {
+        return refuse(session, ingest, &IngestError::Busy(super::MAX_IN_FLIGHT)).await;
+    };
     let limit = ingest.config().max_body_bytes;
     let mut body = BytesMut::new();
     loop {

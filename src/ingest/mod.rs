@@ -56,6 +56,9 @@ pub struct IngestConfig {
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Default [`IngestConfig::max_events`].
 pub const DEFAULT_MAX_EVENTS: usize = 1000;
+/// Posts to `/events` handled at once; more get 429 before their body is read, which bounds
+/// a flood's memory to this many bodies of at most `max_body_bytes`.
+pub const MAX_IN_FLIGHT: usize = 64;
 
 impl Default for IngestConfig {
     fn default() -> Self {
@@ -90,6 +93,9 @@ pub enum IngestError {
     /// retry later. See [`Ingest::submit`].
     #[error("events not acknowledged: {0}; retry later")]
     Unavailable(String),
+    /// More than [`MAX_IN_FLIGHT`] posts at once (a flood): nothing was read or applied.
+    #[error("more than {0} plugin posts in flight; retry later")]
+    Busy(usize),
 }
 
 impl IngestError {
@@ -103,6 +109,7 @@ impl IngestError {
             Self::Malformed(_) => 400,
             Self::Schema(_) => 422,
             Self::Unavailable(_) => 503,
+            Self::Busy(_) => 429,
         }
     }
 
@@ -118,6 +125,7 @@ impl IngestError {
             Self::Malformed(_) => "malformed_json",
             Self::Schema(_) => "invalid_event",
             Self::Unavailable(_) => "not_acknowledged",
+            Self::Busy(_) => "busy",
         }
     }
 
@@ -171,6 +179,8 @@ pub struct Ingest {
     lean: Option<Arc<dyn LeanControl>>,
     store: Option<StoreHandle>,
     commit_timeout: Duration,
+    /// Permits for posts being handled ([`MAX_IN_FLIGHT`]).
+    in_flight: Arc<tokio::sync::Semaphore>,
     /// Told the OpenCode server URL a plugin reports (`plugin.started`'s `serverUrl`).
     server_url: std::sync::OnceLock<ServerUrlSink>,
 }
@@ -192,6 +202,7 @@ impl Ingest {
             lean: None,
             store: None,
             commit_timeout: COMMIT_TIMEOUT,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
             server_url: std::sync::OnceLock::new(),
         }
     }

@@ -142,6 +142,7 @@ pub fn new(config: LeanConfig, hub: HubHandle) -> (LeanTask, Arc<LeanHandle>) {
         protocol_version: None,
         error: None,
         since: cache::now_ms(),
+        retry_at: None,
     }));
     let handle = LeanHandle {
         tx: config.enabled.then_some(tx),

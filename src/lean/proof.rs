@@ -44,7 +44,7 @@ pub struct ServerStatus {
     pub status: ServerState,
     pub command: String,
     pub pid: Option<u32>,
-    /// Restarts since the gateway started (crash, hang or request).
+    /// Restarts since the gateway started (crash, hang, failed start or request).
     pub restarts: u64,
     /// `serverInfo` from the handshake, e.g. "Lean LSP" / "0.32.0".
     pub name: Option<String>,
@@ -54,6 +54,9 @@ pub struct ServerStatus {
     pub error: Option<String>,
     /// Epoch ms when this status began.
     pub since: u64,
+    /// While the server is down: epoch ms of the next start attempt (the restart backoff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<u64>,
 }
 
 /// The payload published under [`SERVER_KEY`](super::SERVER_KEY).

@@ -4,8 +4,11 @@
 //! one at a time, a newer request for the running file cancels it so its answer is dropped),
 //! notice a crash (the child's stdout ends) or a hang (a call times out), mark every cached
 //! file stale at once, restart with exponential backoff (reset by a successful check), and
-//! re-check the cached files after a restart. A missing command is `unavailable`: published
-//! once, looked for again every `restart_backoff_max`. `restart()` skips any wait.
+//! re-check the cached files after a restart. A server that fails to start (exits at once,
+//! fails the handshake) is a crash too: a crash loop shows as `disconnected` with the error,
+//! a growing `restarts` count and `retry_at`, the time of the next attempt, while the backoff
+//! doubles. A missing command is `unavailable`: published once, looked for again every
+//! `restart_backoff_max`. `restart()` skips any wait.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -109,16 +112,27 @@ impl LeanTask {
             s.version = info.version;
             s.protocol_version = Some(info.protocol_version);
             s.error = None;
+            s.retry_at = None;
         });
         tracing::info!(pid = client.pid(), server = ?client.info, "lean server ready");
     }
 
-    /// The server is gone (or could not start): publish it and mark the files.
-    fn down(&self, inner: &mut Inner, state: ServerState, error: String, cut: Option<String>) {
+    /// The server is gone (or could not start) and the next attempt is in `retry_in`: publish
+    /// it and mark the files.
+    fn down(
+        &self,
+        inner: &mut Inner,
+        state: ServerState,
+        error: String,
+        cut: Option<String>,
+        retry_in: Duration,
+    ) {
+        let retry_at = now_ms() + u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX / 2);
         let changed = self.set_server(inner, |s| {
             s.status = state;
             s.pid = None;
             s.error = Some(error.clone());
+            s.retry_at = Some(retry_at);
         });
         if changed || cut.is_some() {
             let server = self.server();
@@ -282,6 +296,7 @@ impl Task for LeanTask {
                 self.set_server(inner, |s| {
                     s.status = ServerState::Starting;
                     s.pid = None;
+                    s.retry_at = None;
                 });
             }
             let started = tokio::select! {
@@ -304,20 +319,17 @@ impl Task for LeanTask {
                         End::Restart => {
                             tracing::info!("lean server restart requested");
                             self.bump_restarts();
-                            self.down(
-                                inner,
-                                ServerState::Disconnected,
-                                "restart requested".into(),
-                                None,
-                            );
+                            let why = "restart requested".to_owned();
+                            self.down(inner, ServerState::Disconnected, why, None, Duration::ZERO);
                             backoff = min;
                             Duration::ZERO
                         }
                         End::Died(reason, cut) => {
                             tracing::warn!(reason = %reason, retry_in_ms = backoff.as_millis() as u64, "lean server died; restarting");
                             self.bump_restarts();
-                            self.down(inner, ServerState::Disconnected, reason, cut);
-                            next_backoff(&mut backoff, self.config.restart_backoff_max)
+                            let delay = next_backoff(&mut backoff, self.config.restart_backoff_max);
+                            self.down(inner, ServerState::Disconnected, reason, cut, delay);
+                            delay
                         }
                     }
                 }
@@ -326,13 +338,17 @@ impl Task for LeanTask {
                         tracing::warn!(command = %command, "lean-lsp-mcp not found; Lean proof state unavailable (the rest of the gateway is unaffected)");
                     }
                     let why = format!("`{command}` was not found on PATH; install lean-lsp-mcp or set [lean] command");
-                    self.down(inner, ServerState::Unavailable, why, None);
-                    self.config.restart_backoff_max
+                    let delay = self.config.restart_backoff_max;
+                    self.down(inner, ServerState::Unavailable, why, None, delay);
+                    delay
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "lean server failed to start");
-                    self.down(inner, ServerState::Disconnected, e.to_string(), None);
-                    next_backoff(&mut backoff, self.config.restart_backoff_max)
+                    // It started and died (or answered nonsense) before it was ready: a crash.
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, restarts = self.server().restarts + 1, "lean server failed to start; restarting");
+                    self.bump_restarts();
+                    let delay = next_backoff(&mut backoff, self.config.restart_backoff_max);
+                    self.down(inner, ServerState::Disconnected, e.to_string(), None, delay);
+                    delay
                 }
             };
             match self.wait_down(inner, delay, &mut shutdown).await {

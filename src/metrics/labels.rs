@@ -78,6 +78,19 @@ pub const INGEST_REJECTIONS: &[&str] = &[
     "too_many_events",
     "malformed_json",
     "invalid_event",
+    "not_acknowledged",
+    "busy",
+    "other",
+];
+/// `sidepanel_store_write_failures_total{reason}`: why a session-store commit failed
+/// (`crate::store::StoreError::failure_reason`).
+pub const STORE_FAILURES: &[&str] = &["disk_full", "read_only", "busy", "io", "other"];
+/// `sidepanel_ws_refused_total{reason}`: why a WebSocket upgrade was refused.
+pub const WS_REFUSALS: &[&str] = &[
+    "too_many_clients",
+    "forbidden",
+    "unauthorized",
+    "not_found",
     "other",
 ];
 /// `sidepanel_lean_server_state{state}`: `crate::lean::ServerState` in its wire spelling.

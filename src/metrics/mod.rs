@@ -8,10 +8,12 @@
 //! when `/metrics` is scraped. Every label takes values from a bounded set ([`labels`]).
 //!
 //! Parts: [`labels`] (value sets, model fold, buckets), `requests` (request path), `scrape`
-//! (scrape-time gauges), `hooks` (hub, WebSocket, ingest and store reports) and `process`.
+//! (scrape-time gauges), `hooks` (hub, WebSocket, ingest and store reports), `health` (store and
+//! WebSocket degradation) and `process`.
 
 pub mod labels;
 
+mod health;
 mod hooks;
 mod process;
 mod requests;
@@ -29,6 +31,7 @@ use crate::admission::GateView;
 use crate::gateway::headers::VeniceHeaders;
 use crate::gateway::record::RequestRecord;
 use crate::hub::{HubHandle, StateUpdate};
+pub use health::{StoreGauges, StoreProbe};
 use labels::ModelLabels;
 
 /// Default cap on distinct model label values: the hub's own cap on models it tracks.
@@ -43,6 +46,7 @@ pub struct Metrics {
     requests: requests::RequestMetrics,
     state: scrape::StateMetrics,
     hooks: hooks::HookMetrics,
+    health: health::HealthMetrics,
 }
 
 impl Metrics {
@@ -65,6 +69,7 @@ impl Metrics {
             requests: requests::RequestMetrics::new(&r),
             state: scrape::StateMetrics::new(&r),
             hooks: hooks::HookMetrics::new(&r),
+            health: health::HealthMetrics::new(&r),
             registry: r,
             process,
         }
@@ -104,6 +109,7 @@ impl Metrics {
     /// `/metrics`: refreshes the gauges that mirror the hub's state and the admission gates.
     pub fn observe_scrape(&self, hub: &HubHandle, gates: &[(String, GateView)]) {
         self.state.observe(&self.models, hub, gates);
+        self.health.observe(hub.with_state(|s| s.sequence));
     }
 
     /// Hub: the balance alert flags `(diem, usd)` changed (scrapes also read them from state).
@@ -151,6 +157,24 @@ impl Metrics {
     /// Store: `events` updates committed; `lag` is the oldest one's time since publication.
     pub fn store_appended(&self, events: u64, lag: Duration) {
         self.hooks.store_appended(events, lag);
+    }
+
+    /// Store: a commit failed (`StoreError::failure_reason`: `disk_full`, `read_only`, `busy`,
+    /// `io`, `other`); the batch is kept and retried.
+    pub fn store_failed(&self, reason: &str) {
+        self.health.store_failed(reason);
+    }
+
+    /// Store: the probe scrapes call for `sidepanel_store_up`, `_pending_updates` and
+    /// `_lag_seconds` (set once, when the writer starts).
+    pub fn watch_store(&self, probe: StoreProbe) {
+        self.health.watch_store(probe);
+    }
+
+    /// WebSocket: an upgrade was refused (`too_many_clients`, `forbidden`, `unauthorized`,
+    /// `not_found`).
+    pub fn ws_refused(&self, reason: &str) {
+        self.health.ws_refused(reason);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -131,6 +131,22 @@ impl StoreError {
         }
     }
 
+    /// Why a commit failed, as a bounded metric label: `disk_full`, `read_only`, `busy`
+    /// (another process holds the database's lock), `io`, or `other`.
+    pub fn failure_reason(&self) -> &'static str {
+        match self {
+            Self::DiskFull { .. } => "disk_full",
+            Self::Io { .. } => "io",
+            Self::Sqlite { source, .. } => match source.sqlite_error_code() {
+                Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen) => "read_only",
+                Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => "busy",
+                Some(ErrorCode::SystemIoFailure) => "io",
+                _ => "other",
+            },
+            _ => "other",
+        }
+    }
+
     /// An I/O failure while doing `action` on `path`.
     pub fn io(path: &Path, action: &'static str, source: std::io::Error) -> Self {
         Self::Io {

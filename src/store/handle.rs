@@ -19,6 +19,7 @@ use super::config::StoreConfig;
 use super::crypto::{self, Crypto};
 use super::error::StoreError;
 use super::export::{self, ExportFormat};
+use super::health::{Health, StoreFault, StoreStatus};
 use super::read::{Db, SessionSummary, TimelinePoint};
 use super::retention::RetentionReport;
 use super::schema;
@@ -132,9 +133,23 @@ pub struct StoreHandle {
     pub(super) commands: mpsc::UnboundedSender<Command>,
     pub(super) committed: watch::Receiver<u64>,
     pub(super) runner: Arc<Runner>,
+    pub(super) health: Arc<Health>,
 }
 
 impl StoreHandle {
+    /// Whether the store writes, lags, fails (and why) or stopped, and how far behind it is.
+    pub fn status(&self) -> StoreStatus {
+        self.health
+            .status(self.runner.is_running(), std::time::SystemTime::now())
+    }
+
+    /// Makes the writer's own SQLite connection fail as a full disk or a read-only database
+    /// would (real `SQLITE_FULL` / `SQLITE_READONLY` errors), or clears that. For fault tests.
+    #[doc(hidden)]
+    pub async fn simulate(&self, fault: StoreFault) -> Result<(), StoreError> {
+        self.ask(|reply| Command::Simulate { fault, reply }).await
+    }
+
     /// The last committed (durable) sequence; it only grows. An update is *acknowledged* once
     /// this has reached its sequence: it then survives a crash of the process.
     pub fn committed(&self) -> watch::Receiver<u64> {

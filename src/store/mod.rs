@@ -28,19 +28,22 @@
 //!
 //! Files: `config.rs` (settings), `schema.rs` (layout, migrations, open checks), `crypto.rs`
 //! (key and sealing), `lock.rs` (one writer per database), `writer.rs` (batches, snapshots),
-//! `task.rs` (writer thread, `StoreTask`), `retention.rs`, `read.rs` (queries), `replay.rs`
+//! `commit.rs` (committing the backlog, retries), `task.rs` (writer thread, `StoreTask`), `health.rs` (`StoreStatus`: writing, behind,
+//! failing, stopped), `retention.rs`, `read.rs` (queries), `replay.rs`
 //! (`State::apply_update`), `points.rs` (sessions and labels of updates), `export.rs`,
 //! `handle.rs` (`Reader`, `StoreHandle`), `compat.rs` (reading the gateway's types back),
 //! `keys.rs` (the Venice key kept sealed in the database: `sidepanel key …`, and `serve`'s
 //! fallback to it).
 
 pub mod cli;
+mod commit;
 pub mod compat;
 mod config;
 mod crypto;
 mod error;
 mod export;
 mod handle;
+mod health;
 pub mod keys;
 mod lock;
 mod points;
@@ -66,6 +69,9 @@ pub use config::{
 pub use error::StoreError;
 pub use export::ExportFormat;
 pub use handle::{Reader, Restoration, RestoreTarget, StoreHandle};
+#[doc(hidden)]
+pub use health::StoreFault;
+pub use health::{StoreState, StoreStatus, BEHIND_AFTER};
 pub use lock::WriterLock;
 pub use read::{SessionSummary, TimelinePoint};
 pub use replay::replay;
@@ -168,7 +174,9 @@ impl Store {
     }
 
     /// Reports every committed batch to `metrics` (`sidepanel_store_events_appended_total`,
-    /// `sidepanel_store_write_lag_seconds`) once the writer runs.
+    /// `sidepanel_store_write_lag_seconds`) and every failed one
+    /// (`sidepanel_store_write_failures_total`) once the writer runs, and lets scrapes read
+    /// its status (`sidepanel_store_up`, `_pending_updates`, `_lag_seconds`).
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
@@ -225,6 +233,7 @@ impl Store {
         let (commands_tx, commands) = mpsc::unbounded_channel();
         let (committed, committed_rx) = watch::channel(self.writer.last());
         let retention = self.retention();
+        let health = Arc::new(health::Health::new(self.writer.last()));
         let Store {
             writer,
             reader,
@@ -241,10 +250,22 @@ impl Store {
             committed,
             flush_interval: config.flush_interval,
             retention,
-            metrics,
+            metrics: metrics.clone(),
+            health: health.clone(),
             _lock: lock,
         };
         let runner = Runner::new(parts, commands_tx.clone());
+        if let Some(metrics) = metrics {
+            let (health, runner) = (health.clone(), runner.clone());
+            metrics.watch_store(Box::new(move || {
+                let s = health.status(runner.is_running(), std::time::SystemTime::now());
+                crate::metrics::StoreGauges {
+                    up: matches!(s.status, StoreState::Ok | StoreState::Behind),
+                    committed: s.committed,
+                    lag: Duration::from_millis(s.lag_ms),
+                }
+            }));
+        }
         if let Err(e) = runner.spawn() {
             tracing::error!(error = %e, "session store writer did not start; the store task will retry");
         }
@@ -253,6 +274,7 @@ impl Store {
             commands: commands_tx,
             committed: committed_rx,
             runner: runner.clone(),
+            health,
         };
         (StoreTask { runner }, handle, sink)
     }

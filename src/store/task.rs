@@ -4,10 +4,13 @@
 //! current-thread tokio runtime only to wait on its inputs: the hub's sink (updates), commands
 //! from [`super::StoreHandle`], the flush deadline and the retention timer. Updates are
 //! batched: the first one of a batch starts the `flush_interval` clock, and the batch commits
-//! when it runs out or [`MAX_BATCH`] updates are waiting, in one transaction. A failed commit
-//! (disk full, I/O error) keeps the batch in memory and retries with backoff (1 s doubling to
-//! 30 s); nothing is dropped. After each commit the `committed` watch moves to the last stored
-//! sequence, and the metrics (when given) count the batch and its write lag.
+//! when it runs out or [`MAX_BATCH`] updates are waiting, in one transaction (a backlog commits
+//! in transactions of at most [`MAX_BATCH`]). A failed commit (disk full, read-only, I/O error,
+//! a lock held too long) keeps the updates in memory and retries with backoff (1 s doubling to
+//! 5 s) — and only then, however many updates arrive meanwhile; nothing is dropped. After each
+//! commit the `committed` watch moves to the last stored sequence, and the metrics (when given)
+//! count the batch and its write lag. The shared [`Health`] says all along whether the store
+//! writes, lags or fails, and why.
 //!
 //! The thread starts with [`super::Store::start`], so the store works without pingora
 //! (tests, benches). [`StoreTask::run`] watches it: a panic in the thread ends the run with an
@@ -26,7 +29,9 @@ use pingora::server::ShutdownWatch;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use super::commit::{flush, try_flush};
 use super::error::StoreError;
+use super::health::{self, Health, StoreFault};
 use super::retention::{Retention, RetentionReport};
 use super::writer::{SnapshotInfo, SnapshotReason, Writer};
 use crate::hub::Stored;
@@ -37,8 +42,11 @@ use crate::services::{stopped, Task};
 pub const MAX_BATCH: usize = 4096;
 /// How often retention runs (also once at start).
 pub const RETENTION_EVERY: Duration = Duration::from_secs(3600);
-const RETRY_MIN: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(30);
+pub(super) const RETRY_MIN: Duration = Duration::from_secs(1);
+/// Longest wait between retries of a failing commit: how soon writes resume after the disk
+/// has space again (a failed attempt costs one rolled-back transaction of at most
+/// [`MAX_BATCH`] updates).
+pub(super) const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Requests to the writer thread.
 pub(super) enum Command {
@@ -52,6 +60,11 @@ pub(super) enum Command {
     PutSecret {
         name: String,
         value: zeroize::Zeroizing<Vec<u8>>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Makes the writer's connection produce a real SQLite fault (fault tests).
+    Simulate {
+        fault: StoreFault,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     /// Drain, commit, snapshot, stop.
@@ -68,6 +81,8 @@ pub(super) struct Parts {
     pub retention: Retention,
     /// Told about every committed batch (`sidepanel_store_*`).
     pub metrics: Option<Arc<Metrics>>,
+    /// What the store reports about itself (status, lag, failures).
+    pub health: Arc<Health>,
     /// Held while the writer exists.
     pub _lock: super::WriterLock,
 }
@@ -110,6 +125,11 @@ impl Runner {
 
     pub fn phase(&self) -> Phase {
         self.phase.lock().clone()
+    }
+
+    /// The writer thread is running.
+    pub fn is_running(&self) -> bool {
+        *self.phase.lock() == Phase::Running
     }
 
     /// Starts the writer thread on the parts in the slot.
@@ -179,64 +199,6 @@ fn thread_main(parts: &mut Parts) -> Phase {
     }
 }
 
-/// Commits `pending`; on failure keeps it (the caller retries later) and says why.
-fn try_flush(
-    parts: &mut Parts,
-    pending: &mut Vec<Stored>,
-    retry: &mut Duration,
-) -> Result<(), String> {
-    if pending.is_empty() {
-        return Ok(());
-    }
-    let before = parts.writer.last();
-    match parts.writer.write(pending) {
-        Ok(last) => {
-            if let Some(metrics) = &parts.metrics {
-                let (count, lag) = batch_stats(pending, before);
-                metrics.store_appended(count, lag);
-            }
-            pending.clear();
-            parts.committed.send_replace(last);
-            if *retry > RETRY_MIN {
-                tracing::info!(last, "session store writes again");
-            }
-            *retry = RETRY_MIN;
-            Ok(())
-        }
-        Err(e) => {
-            tracing::error!(error = %e, pending = pending.len(), retry_in = ?*retry, "session store: cannot commit a batch; keeping it and retrying");
-            Err(e.to_string())
-        }
-    }
-}
-
-/// How many updates of a committed batch were new (after `before`), and the write lag of its
-/// oldest: from the update's publication to now.
-fn batch_stats(batch: &[Stored], before: u64) -> (u64, Duration) {
-    let mut count = 0;
-    let mut oldest: Option<u64> = None;
-    for item in batch {
-        if let Stored::Update(u) = item {
-            if u.sequence > before {
-                count += 1;
-                oldest = Some(oldest.map_or(u.timestamp, |o| o.min(u.timestamp)));
-            }
-        }
-    }
-    let lag = oldest
-        .map(|ms| {
-            SystemTime::now()
-                .duration_since(crate::util::from_epoch_ms(ms))
-                .unwrap_or_default()
-        })
-        .unwrap_or_default();
-    (count, lag)
-}
-
-fn flush(parts: &mut Parts, pending: &mut Vec<Stored>, retry: &mut Duration) -> bool {
-    try_flush(parts, pending, retry).is_ok()
-}
-
 async fn writer_loop(parts: &mut Parts) {
     let mut pending: Vec<Stored> = Vec::new();
     let mut deadline: Option<Instant> = None;
@@ -250,18 +212,22 @@ async fn writer_loop(parts: &mut Parts) {
             cmd = parts.commands.recv() => match cmd {
                 Some(Command::Stop) | None => break,
                 Some(Command::Snapshot { reason, reply }) => {
-                    let r = match try_flush(parts, &mut pending, &mut retry) {
+                    let r = match try_flush(parts, &mut pending) {
                         Ok(()) => parts.writer.snapshot(reason),
                         Err(e) => Err(StoreError::Unwritten(e)),
                     };
                     let _ = reply.send(r);
                 }
                 Some(Command::Retain { reply }) => {
-                    flush(parts, &mut pending, &mut retry);
+                    flush(parts, &mut pending, &mut retry, &mut deadline);
                     let _ = reply.send(parts.writer.retain(parts.retention, SystemTime::now()));
                 }
                 Some(Command::PutSecret { name, value, reply }) => {
                     let _ = reply.send(parts.writer.put_secret(&name, &value));
+                }
+                Some(Command::Simulate { fault, reply }) => {
+                    let w = &parts.writer;
+                    let _ = reply.send(health::simulate(&w.conn, &w.path, fault));
                 }
             },
             u = parts.updates.recv(), if updates_open => match u {
@@ -273,13 +239,12 @@ async fn writer_loop(parts: &mut Parts) {
                             Err(_) => break,
                         }
                     }
-                    if pending.len() >= MAX_BATCH {
-                        if flush(parts, &mut pending, &mut retry) {
-                            deadline = None;
-                        } else {
-                            deadline = Some(Instant::now() + retry);
-                            retry = (retry * 2).min(RETRY_MAX);
-                        }
+                    parts.health.holding(&pending);
+                    // While a failed commit waits for its retry, arrivals only join the backlog:
+                    // retrying at each one would spin on a full disk.
+                    let retrying = parts.health.is_failing();
+                    if pending.len() >= MAX_BATCH && !retrying {
+                        flush(parts, &mut pending, &mut retry, &mut deadline);
                     } else if deadline.is_none() {
                         deadline = Some(Instant::now() + parts.flush_interval);
                     }
@@ -291,15 +256,10 @@ async fn writer_loop(parts: &mut Parts) {
                 }
             },
             () = sleep_until(deadline), if deadline.is_some() => {
-                if flush(parts, &mut pending, &mut retry) {
-                    deadline = None;
-                } else {
-                    deadline = Some(Instant::now() + retry);
-                    retry = (retry * 2).min(RETRY_MAX);
-                }
+                flush(parts, &mut pending, &mut retry, &mut deadline);
             }
             _ = retention.tick() => {
-                flush(parts, &mut pending, &mut retry);
+                flush(parts, &mut pending, &mut retry, &mut deadline);
                 if let Err(e) = parts.writer.retain(parts.retention, SystemTime::now()) {
                     tracing::error!(error = %e, "session store retention failed");
                 }
@@ -311,7 +271,7 @@ async fn writer_loop(parts: &mut Parts) {
         pending.push(u);
     }
     for _ in 0..3 {
-        if flush(parts, &mut pending, &mut retry) {
+        if try_flush(parts, &mut pending).is_ok() {
             break;
         }
     }

@@ -5,9 +5,11 @@
 //! loopback name/address or an allowed host and `Origin`, when present, `http://` plus such a
 //! host (DNS-rebinding and cross-site defence; 403 otherwise); the install token, when set, must
 //! come as `?token=…` or as the subprotocol `sidepanel.<token>` (401 otherwise). Tokens are never
-//! logged.
+//! logged. Every refusal is counted in `sidepanel_ws_refused_total{reason}`; a flood of clients
+//! past [`MAX_CLIENTS`] is logged once per [`FULL_WARN_EVERY`], not once per client.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +34,10 @@ pub const MAX_CLIENTS: usize = 256;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Paths the upgrade is accepted on (the gateway forwards `/ws`).
 const PATHS: &[&str] = &["/ws", "/ws/", "/"];
+/// A server that is full warns at most this often (refusals are counted in the metrics).
+pub const FULL_WARN_EVERY: Duration = Duration::from_secs(10);
+/// Epoch seconds of the last "too many clients" warning.
+static LAST_FULL_WARN: AtomicU64 = AtomicU64::new(0);
 /// Prefix of the subprotocol that carries the token.
 pub const PROTOCOL_PREFIX: &str = "sidepanel.";
 
@@ -48,6 +54,17 @@ impl Refusal {
         Self {
             status,
             reason: reason.into(),
+        }
+    }
+
+    /// The `reason` label of `sidepanel_ws_refused_total`.
+    fn metric_reason(&self) -> &'static str {
+        match self.status {
+            StatusCode::SERVICE_UNAVAILABLE => "too_many_clients",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::NOT_FOUND => "not_found",
+            _ => "other",
         }
     }
 
@@ -131,6 +148,7 @@ async fn connection(
         .max_frame_size(Some(n));
     let callback = Handshake {
         config: &server.config,
+        metrics: server.hub.metrics(),
         full: permit.is_none(),
     };
     let handshake =
@@ -154,6 +172,7 @@ async fn connection(
 /// The handshake callback: the checks, the selected subprotocol, and a logged refusal.
 struct Handshake<'a> {
     config: &'a WsConfig,
+    metrics: &'a crate::metrics::Metrics,
     /// No connection slot is free.
     full: bool,
 }
@@ -176,17 +195,34 @@ impl Callback for Handshake<'_> {
                 Ok(resp)
             }
             Err(refusal) => {
-                tracing::warn!(
-                    status = refusal.status.as_u16(),
-                    reason = %refusal.reason,
-                    host = ?req.headers().get(header::HOST),
-                    origin = ?req.headers().get(header::ORIGIN),
-                    "WebSocket upgrade refused"
-                );
+                self.metrics.ws_refused(refusal.metric_reason());
+                let status = refusal.status.as_u16();
+                if refusal.status != StatusCode::SERVICE_UNAVAILABLE || full_warning_due() {
+                    tracing::warn!(
+                        status,
+                        reason = %refusal.reason,
+                        host = ?req.headers().get(header::HOST),
+                        origin = ?req.headers().get(header::ORIGIN),
+                        "WebSocket upgrade refused"
+                    );
+                } else {
+                    tracing::debug!(status, reason = %refusal.reason, "WebSocket upgrade refused");
+                }
                 Err(refusal.into_response())
             }
         }
     }
+}
+
+/// Whether a "too many clients" refusal should be logged as a warning now (once per
+/// [`FULL_WARN_EVERY`] in this process).
+fn full_warning_due() -> bool {
+    let now = crate::util::epoch_ms(std::time::SystemTime::now()) / 1000;
+    let last = LAST_FULL_WARN.load(Ordering::Relaxed);
+    now >= last + FULL_WARN_EVERY.as_secs()
+        && LAST_FULL_WARN
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
 
 /// Checks an upgrade request; `Ok` carries the subprotocol to select, if any.
