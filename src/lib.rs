@@ -16,6 +16,7 @@ pub mod hub;
 pub mod ingest;
 pub mod install;
 pub mod lean;
+pub mod memory;
 pub mod metrics;
 pub mod opencode;
 pub mod pricing;

@@ -1,5 +1,5 @@
-//! The `sidepanel` binary: raise the open-file limit, parse the command line, load the
-//! configuration, run the library.
+//! The `sidepanel` binary: raise the open-file limit, start returning freed memory to the
+//! system, parse the command line, load the configuration, run the library.
 
 use std::process::ExitCode;
 
@@ -8,6 +8,7 @@ use sidepanel::cli::Cli;
 
 fn main() -> ExitCode {
     raise_fd_limit();
+    sidepanel::memory::spawn_trimmer();
     let cli = Cli::parse();
     match sidepanel::commands::execute(cli) {
         Ok(()) => ExitCode::SUCCESS,

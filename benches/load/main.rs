@@ -83,11 +83,15 @@ impl Plan {
             bisections: if smoke { 1 } else { 3 },
             ttft: secs(5, 2),
             ttft_conc: 10,
-            levels: if smoke {
-                vec![1, 10, 100]
-            } else {
-                vec![1, 10, 100, 250, 500, 1000]
-            },
+            levels: value("--levels")
+                .map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect())
+                .unwrap_or_else(|| {
+                    if smoke {
+                        vec![1, 10, 100]
+                    } else {
+                        vec![1, 10, 100, 250, 500, 1000]
+                    }
+                }),
             prop_n: if smoke { 50 } else { 200 },
             max_conns: 64,
             only,
@@ -105,19 +109,7 @@ impl Plan {
 }
 
 fn raise_nofile() -> u64 {
-    // SAFETY: getrlimit/setrlimit on a local struct.
-    unsafe {
-        let mut r = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 {
-            r.rlim_cur = r.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-            return r.rlim_cur;
-        }
-    }
-    0
+    rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0)
 }
 
 fn machine() -> Value {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The side-by-side load harness (issue 9), in one command:
 #
-#   bash benches/load/run.sh [--smoke] [--rounds N] [--only a,b,c,d,e] [--no-install]
+#   bash benches/load/run.sh [--smoke] [--rounds N] [--only a,b,c,d,e] [--levels 1,10,1000] [--no-install]
 #
 # 1. installs the peers unless --no-install (idempotent): nginx from Debian (nginx-light),
 #    LiteLLM proxy and TensorZero's wheel from PyPI in venvs under ~/.cache/sidepanel-bench
