@@ -6,6 +6,10 @@
 //!   the `choices: []` usage + cost chunk, fed in 1.4 KB network-sized pieces (lines split across
 //!   pieces) and one event per piece; reported in bytes/s (MB/s);
 //! * `usage/parse_json_body` — the usage + cost of a non-streamed `chat.completion` body;
+//! * `request/prepare_streamed_*` — reading and amending (`include_usage`) a streamed chat
+//!   request as OpenCode sends it (system prompt, tools, a long conversation: ~200 KB), against
+//!   a baseline that parses it into a `serde_json::Value` tree and re-encodes it (what the
+//!   gateway did before);
 //! * `rpc/encode_state_update` — a `usage` `state.update` JSON-RPC notification as the WebSocket
 //!   hub sends it (one finished request with its record);
 //! * `hub/apply_request_*` — one finished request through the hub (`Hub::apply`), on a fresh hub
@@ -24,6 +28,7 @@ use parking_lot::RwLock;
 use serde_json::json;
 use sidepanel::gateway::headers::VeniceHeaders;
 use sidepanel::gateway::record::{CostSource, Outcome, RequestRecord};
+use sidepanel::gateway::rewrite::prepare_chat_body;
 use sidepanel::gateway::sse::SseScanner;
 use sidepanel::gateway::usage::{self, Cost, Usage};
 use sidepanel::hub::update::HISTORY;
@@ -233,6 +238,47 @@ fn usage_json(c: &mut Criterion) {
     g.finish();
 }
 
+/// A streamed OpenCode-like chat request: ~200 KB of system prompt, tools and conversation.
+fn opencode_request() -> bytes::Bytes {
+    let turns: Vec<serde_json::Value> = (0..60)
+        .map(|i| {
+            json!({
+                "role": if i % 2 == 0 { "user" } else { "assistant" },
+                "content": format!("turn {i}: {}", "let x = foo(bar, \"baz\"); // é\n".repeat(100)),
+            })
+        })
+        .collect();
+    let tools: Vec<serde_json::Value> = (0..20)
+        .map(|i| json!({"type": "function", "function": {"name": format!("tool_{i}"), "description": "d".repeat(300), "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}}))
+        .collect();
+    let body = json!({
+        "model": "zai-org-glm-5-1",
+        "stream": true,
+        "max_completion_tokens": 32000,
+        "messages": turns,
+        "tools": tools,
+    });
+    bytes::Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+fn request_prepare(c: &mut Criterion) {
+    let body = opencode_request();
+    let mut g = c.benchmark_group("request");
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    g.bench_function("prepare_streamed_baseline_value_tree", |b| {
+        b.iter(|| {
+            let mut v: serde_json::Value =
+                serde_json::from_slice(black_box(&body)).unwrap_or_default();
+            v["stream_options"] = json!({"include_usage": true});
+            serde_json::to_vec(&v).unwrap_or_default()
+        })
+    });
+    g.bench_function("prepare_streamed", |b| {
+        b.iter(|| prepare_chat_body(black_box(body.clone())))
+    });
+    g.finish();
+}
+
 fn rpc_encode(c: &mut Criterion) {
     let update = state_update();
     let len = rpc::notification("state.update", &update)
@@ -288,5 +334,13 @@ fn hub_apply(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, headers, sse, usage_json, rpc_encode, hub_apply);
+criterion_group!(
+    benches,
+    headers,
+    sse,
+    usage_json,
+    request_prepare,
+    rpc_encode,
+    hub_apply
+);
 criterion_main!(benches);

@@ -204,6 +204,8 @@ pub fn build(
     };
     let mut ws = WsServer::new(handle.clone(), ws_config).with_lean(Arc::new(LeanBridge(lean)));
     if let Some(store) = &store {
+        // The store's status is part of the live state (`store`) that clients see.
+        store.report_to(handle.clone());
         ws = ws.with_store(store.clone());
     }
     ws = ws.with_opencode(link);

@@ -15,12 +15,12 @@ use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
 use inside_support::client::{
-    held_post, install_script, post, post_acked, raise_fd_limit, raw_upgrade, stored_title, titled,
-    watcher,
+    assert_not_acknowledged, flood_updates, held_post, install_script, post, post_acked,
+    raise_fd_limit, raw_upgrade, shown_store_is, store_is, stored_title, titled, watcher,
+    ws_store_is,
 };
 use inside_support::{sample, start, until, Traffic};
-use serde_json::{json, Value};
-use sidepanel::hub::HubEvent;
+use serde_json::Value;
 use sidepanel::store::{Reader, RestoreTarget, StoreFault, StoreState};
 use tokio::io::AsyncWriteExt;
 
@@ -46,37 +46,7 @@ async fn a_lean_crash_loop_is_visible_backs_off_and_recovers() {
 
     // Crashing at every start: `disconnected` with the reason, more restarts, and the next
     // attempt announced further out each time (0.5 s, 1 s, 2 s: the backoff).
-    let mut delays: Vec<(u64, u64)> = Vec::new();
-    while delays.len() < 3 {
-        let u = tokio::time::timeout(inside_support::DEADLINE, updates.recv())
-            .await
-            .expect("lean status updates keep coming")
-            .expect("hub");
-        let server = &u.payload["state"]["server"];
-        if u.payload["file"] != sidepanel::lean::SERVER_KEY || server["status"] != "disconnected" {
-            continue;
-        }
-        let error = server["error"].as_str().unwrap_or_default();
-        assert!(!error.is_empty(), "the reason is shown: {server}");
-        let retry_in = server["retry_at"].as_u64().expect("retry_at")
-            - server["since"].as_u64().expect("since");
-        delays.push((server["restarts"].as_u64().unwrap_or(0), retry_in));
-    }
-    // (The first failure may come before the subscription.)
-    for pair in delays.windows(2) {
-        assert_eq!(
-            pair[1].0,
-            pair[0].0 + 1,
-            "each failed start is a restart: {delays:?}"
-        );
-    }
-    for (restarts, retry_in) in &delays {
-        let expected = (500u64 << (restarts - 1).min(4)).min(2000);
-        assert!(
-            retry_in.abs_diff(expected) <= 50,
-            "restart {restarts}: the next attempt in {retry_in} ms, not {expected} ms (backoff) {delays:?}"
-        );
-    }
+    let delays = inside_support::lean_restart_delays(&mut updates, 3, 2000).await;
     let last = delays.last().map_or(0, |d| d.0) as usize;
     let started = std::fs::read_to_string(&runs)
         .unwrap_or_default()
@@ -115,41 +85,34 @@ async fn a_lean_crash_loop_is_visible_backs_off_and_recovers() {
     traffic.stop("Lean crash loop").await;
 }
 
-/// A store fault made real on the writer's own connection: it fails visibly, `/events` says
-/// so at once, the proxy and WebSocket updates go on, a flood of updates does not make the
-/// writer spin, and once cleared everything published is committed.
+/// A store fault made real on the writer's own connection: it fails visibly (the store's
+/// status in the state, `/healthz` and a WebSocket update), `/events` says so at once, the
+/// proxy and WebSocket updates go on, a flood of updates does not make the writer spin, and
+/// once cleared everything published is committed and the status is `ok` again everywhere.
 async fn a_failing_store_degrades_only_storage(fault: StoreFault, reason: &str, says: &str) {
     let gw = start(|_| {}).await;
     let traffic = Traffic::start(gw.api());
     post_acked(&gw, &titled("ses_ok", "before")).await;
     let mut ws = watcher(&gw).await;
+    assert_eq!(shown_store_is(&gw, "ok").await["failures"], 0);
 
     gw.store.simulate(fault).await.expect("fault set");
-    let status = until("the store to fail", || async {
-        let s = gw.store.status();
-        (s.status == StoreState::Failing).then_some(s)
-    })
-    .await;
+    let status = store_is(&gw, StoreState::Failing).await;
     let failing_at = tokio::time::Instant::now();
     let error = status.error.unwrap_or_default();
     assert!(error.contains(says), "the reason is given: {error}");
+    for shown in [
+        ws_store_is(&mut ws, "failing").await,
+        shown_store_is(&gw, "failing").await,
+    ] {
+        let error = shown["error"].as_str().unwrap_or_default();
+        assert!(error.contains(says), "the reason is shown: {shown}");
+        assert!(shown["failures"].as_u64() >= Some(1), "{shown}");
+    }
 
     // A flood of updates while failing: they wait in memory, the writer retries on its backoff.
-    for i in 0..6000u64 {
-        gw.hub.send(HubEvent::Proof {
-            file: format!("F{}.lean", i % 7),
-            state: json!({"status": "complete", "n": i}),
-        });
-    }
-    let r = post(&gw, &titled("ses_refused", "refused")).await;
-    assert_eq!(
-        (r.status, r.body["error"]["code"].as_str()),
-        (503, Some("not_acknowledged")),
-        "{:?}",
-        r.body
-    );
-    let message = r.body["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains(says), "{message}");
+    flood_updates(&gw, 6000);
+    assert_not_acknowledged(&post(&gw, &titled("ses_refused", "refused")).await, says);
     let target = gw.sequence();
     ws.until_sequence(target).await;
     let ok = traffic.serves(0, 10, "a failing store").await;
@@ -182,10 +145,9 @@ async fn a_failing_store_degrades_only_storage(fault: StoreFault, reason: &str, 
         .await
         .expect("fault cleared");
     gw.all_committed().await;
-    until("the store to be ok", || async {
-        (gw.store.status().status == StoreState::Ok).then_some(())
-    })
-    .await;
+    store_is(&gw, StoreState::Ok).await;
+    assert_eq!(ws_store_is(&mut ws, "ok").await["error"], Value::Null);
+    assert_eq!(shown_store_is(&gw, "ok").await["error"], Value::Null);
     let text = gw.metrics().await;
     assert_eq!(sample(&text, "sidepanel_store_up"), Some(1.0));
     let after = post_acked(&gw, &titled("ses_ok", "after")).await;
@@ -229,13 +191,7 @@ async fn a_store_writer_held_by_another_lock_lags_visibly_and_catches_up() {
     .await
     .expect("lock task");
 
-    let r = post(&gw, &titled("ses_slow", "while locked")).await;
-    assert_eq!(
-        (r.status, r.body["error"]["code"].as_str()),
-        (503, Some("not_acknowledged")),
-        "{:?}",
-        r.body
-    );
+    assert_not_acknowledged(&post(&gw, &titled("ses_slow", "while locked")).await, "");
     let status = until("the store lag to show", || async {
         let s = gw.store.status();
         matches!(s.status, StoreState::Behind | StoreState::Failing).then_some(s)
@@ -266,10 +222,7 @@ async fn a_store_writer_held_by_another_lock_lags_visibly_and_catches_up() {
             Some(title.as_str())
         );
     }
-    until("the store to be ok", || async {
-        (gw.store.status().status == StoreState::Ok).then_some(())
-    })
-    .await;
+    store_is(&gw, StoreState::Ok).await;
     traffic.serves(ok, 5, "after the lock").await;
     traffic.stop("a locked store").await;
 }
@@ -297,8 +250,8 @@ async fn a_flood_of_websocket_clients_is_refused_visibly_and_others_keep_their_u
         n,
         "every upgrade is accepted or refused with 503"
     );
-    // `MAX_CLIENTS` in src/ws/server.rs (not exported), less the watcher.
-    let max = 256 - 1;
+    // The server's limit, less the watcher.
+    let max = sidepanel::ws::MAX_CLIENTS - 1;
     assert!(
         accepted <= max && refused >= n - max,
         "{accepted} accepted, {refused} refused"

@@ -5,7 +5,10 @@
 //! final usage+cost chunk is never missing. No other field is ever added; a body that needs no
 //! change, or is not JSON, is forwarded byte for byte.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// What the gateway learned from a chat request body.
@@ -32,51 +35,88 @@ pub fn estimate_tokens(body_len: usize, max_tokens: Option<u64>) -> u32 {
     u32::try_from(total).unwrap_or(u32::MAX)
 }
 
+/// The field the gateway adds to a streamed request that does not ask for usage.
+const INCLUDE_USAGE: &str = r#","stream_options":{"include_usage":true}"#;
+
 /// Inspects `body` and returns the bytes to send upstream with what was learned.
+///
+/// Only the top level is read, its values left as raw JSON text, so no tree of the (often
+/// hundreds of KB of) conversation is built; the amendment is spliced in before the closing
+/// brace, so every other byte goes upstream as the client sent it.
 pub fn prepare_chat_body(body: Bytes) -> (Bytes, ChatRequestInfo) {
-    let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(&body) else {
+    let Ok(top) = serde_json::from_slice::<BTreeMap<String, &RawValue>>(&body) else {
         let info = ChatRequestInfo {
             estimate: estimate_tokens(body.len(), None),
             ..ChatRequestInfo::default()
         };
         return (body, info);
     };
+    let field = |name: &str| top.get(name).map(|raw| raw.get());
     let mut info = ChatRequestInfo {
-        model: obj.get("model").and_then(Value::as_str).map(str::to_owned),
-        stream: obj.get("stream").and_then(Value::as_bool).unwrap_or(false),
-        max_tokens: obj
-            .get("max_completion_tokens")
-            .or_else(|| obj.get("max_tokens"))
-            .and_then(Value::as_u64),
+        model: field("model").and_then(|raw| serde_json::from_str(raw).ok()),
+        stream: field("stream")
+            .and_then(|raw| serde_json::from_str(raw).ok())
+            .unwrap_or(false),
+        max_tokens: field("max_completion_tokens")
+            .or_else(|| field("max_tokens"))
+            .and_then(|raw| serde_json::from_str(raw).ok()),
         usage_requested: false,
         estimate: 0,
     };
     info.estimate = estimate_tokens(body.len(), info.max_tokens);
-    if !info.stream || asks_for_usage(&obj) {
+    if !info.stream {
         return (body, info);
     }
-    let options = obj
-        .entry("stream_options")
-        .or_insert_with(|| Value::Object(Map::new()));
-    match options {
-        Value::Object(o) => {
-            o.insert("include_usage".into(), Value::Bool(true));
-        }
-        // `stream_options` of the wrong type: leave the request alone, Venice will say why.
-        _ => return (body, info),
-    }
-    match serde_json::to_vec(&obj) {
-        Ok(v) => {
+    let out = match field("stream_options") {
+        None => splice_include_usage(&body),
+        Some(raw) => match serde_json::from_str::<Value>(raw) {
+            Ok(Value::Object(o)) if asks_for_usage(&o) => return (body, info),
+            Ok(Value::Object(_)) => rewrite_include_usage(&body),
+            // `stream_options` of the wrong type: leave the request alone, Venice will say why.
+            _ => return (body, info),
+        },
+    };
+    match out {
+        Some(out) => {
             info.usage_requested = true;
-            (Bytes::from(v), info)
+            (out, info)
         }
-        Err(_) => (body, info),
+        None => (body, info),
     }
 }
 
-fn asks_for_usage(obj: &Map<String, Value>) -> bool {
-    obj.get("stream_options")
-        .and_then(|o| o.get("include_usage"))
+/// `body` (a JSON object with at least one member) with [`INCLUDE_USAGE`] added as its last
+/// member.
+fn splice_include_usage(body: &[u8]) -> Option<Bytes> {
+    let close = body.iter().rposition(|b| !b.is_ascii_whitespace())?;
+    if body[close] != b'}' {
+        return None;
+    }
+    let mut out = Vec::with_capacity(body.len() + INCLUDE_USAGE.len());
+    out.extend_from_slice(&body[..close]);
+    out.extend_from_slice(INCLUDE_USAGE.as_bytes());
+    out.extend_from_slice(&body[close..]);
+    Some(Bytes::from(out))
+}
+
+/// `body` re-encoded with `stream_options.include_usage` set, keeping its other options (the
+/// rare request that has `stream_options` without usage).
+fn rewrite_include_usage(body: &[u8]) -> Option<Bytes> {
+    let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(body) else {
+        return None;
+    };
+    match obj.get_mut("stream_options") {
+        Some(Value::Object(o)) => {
+            o.insert("include_usage".into(), Value::Bool(true));
+        }
+        _ => return None,
+    }
+    serde_json::to_vec(&obj).ok().map(Bytes::from)
+}
+
+fn asks_for_usage(options: &Map<String, Value>) -> bool {
+    options
+        .get("include_usage")
         .and_then(Value::as_bool)
         .unwrap_or(false)
 }
@@ -122,6 +162,22 @@ mod tests {
             assert_eq!(out, Bytes::from(s.to_owned()), "{s}");
             assert!(!info.usage_requested);
         }
+    }
+
+    #[test]
+    fn the_amendment_is_spliced_in_and_every_other_byte_kept() {
+        let s =
+            "{ \"model\" : \"m\",\"stream\":true, \"messages\":[{\"content\":\"}\\u00e9\"}] }\n";
+        let (v, info, out) = prep(s);
+        assert!(info.usage_requested);
+        assert_eq!(v["stream_options"]["include_usage"], Value::Bool(true));
+        assert_eq!(v["messages"][0]["content"], "}\u{e9}");
+        let out = String::from_utf8(out.to_vec()).unwrap_or_default();
+        let close = s.rfind('}').unwrap_or(0);
+        assert_eq!(
+            out,
+            format!("{}{INCLUDE_USAGE}{}", &s[..close], &s[close..])
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Routes the gateway answers itself: `/healthz`, `/metrics`, `/api/sidepanel/state` and the
-//! browser dashboard at `/` and `/assets/*` (embedded by `build.rs`).
+//! Routes the gateway answers itself: `/healthz` (always 200 while the proxy answers; its body
+//! tells the upstream's and the session store's status), `/metrics`, `/api/sidepanel/state` and
+//! the browser dashboard at `/` and `/assets/*` (embedded by `build.rs`).
 //!
 //! Owns deciding whether a path is proxied or local, and writing local responses (JSON errors in
 //! the OpenAI shape, so clients show them well).
@@ -59,8 +60,10 @@ pub async fn serve(
     }
     match path.as_str() {
         "/healthz" => {
-            let status = hub.with_state(|s| s.upstream.status);
-            let body = json!({"status": "ok", "upstream": status}).to_string();
+            // Always 200 while the proxy answers; the store's status is told, not judged.
+            let (upstream, store) = hub.with_state(|s| (s.upstream.status, s.store.clone()));
+            let store = store.map_or_else(|| json!({"status": "disabled"}), |s| json!(s));
+            let body = json!({"status": "ok", "upstream": upstream, "store": store}).to_string();
             write(session, 200, "application/json", body.into()).await
         }
         "/metrics" => {

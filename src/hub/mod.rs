@@ -59,6 +59,9 @@ pub enum HubEvent {
     Opencode(crate::ingest::OpencodeMessage),
     /// The OpenCode server link's health, or the outcome of a session revert (`crate::opencode`).
     OpencodeLink(crate::opencode::LinkEvent),
+    /// The session store's status (`crate::store::StoreHandle::report_to`): kept in the state
+    /// (live only) and published as a `health` update when the status or its error changes.
+    Store(Box<crate::store::StoreStatus>),
 }
 
 /// Events the hub queue holds before producers start dropping (and counting) them.
@@ -106,7 +109,7 @@ impl HubHandle {
         state.refresh(now);
         Snapshot {
             sequence: state.sequence,
-            state: serde_json::to_value(&state).unwrap_or(serde_json::Value::Null),
+            state: state.live_json(),
         }
     }
 
@@ -144,7 +147,7 @@ impl HubHandle {
     /// Replaces the whole state with `state` (a time-travel restore) and publishes it as one
     /// `snapshot` update whose payload is the full state plus `restored_from` (what was
     /// restored). History is not rewritten: the restore is a new update with a new sequence,
-    /// which it returns.
+    /// which it returns. The live-only store status stays the current one.
     pub fn adopt(&self, mut state: State, restored_from: serde_json::Value) -> u64 {
         let now = epoch_ms(SystemTime::now());
         let mut guard = self.shared.write();
@@ -153,7 +156,8 @@ impl HubHandle {
             log,
         } = &mut *guard;
         state.sequence = log.last() + 1;
-        let mut payload = serde_json::to_value(&state).unwrap_or_else(|_| json!({}));
+        state.store = current.store.take();
+        let mut payload = state.live_json();
         if let serde_json::Value::Object(map) = &mut payload {
             map.insert("restored_from".into(), restored_from);
         }
@@ -321,6 +325,16 @@ impl Hub {
                 state.set_alert(currency, below);
                 let payload = json!({"currency": currency, "below": below, "alerts": state.alerts});
                 state.sequence = log.publish(UpdateType::Alert, UpdateSource::User, now, payload);
+            }
+            HubEvent::Store(status) => {
+                let mut guard = self.shared.write();
+                let Shared { state, log } = &mut *guard;
+                if state.set_store(*status) {
+                    // `upstream` too, so older readers replay it as any `health` update.
+                    let payload = json!({"upstream": state.upstream, "store": state.store});
+                    let (kind, source) = (UpdateType::Health, UpdateSource::Gateway);
+                    state.sequence = log.publish(kind, source, now, payload);
+                }
             }
             HubEvent::OpencodeLink(ev) => {
                 let mut guard = self.shared.write();

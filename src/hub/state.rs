@@ -161,6 +161,11 @@ pub struct State {
     pub plugin: crate::ingest::PluginStatus,
     /// The link to `opencode serve` (health, last session revert; see `crate::opencode`).
     pub opencode_link: crate::opencode::LinkStatus,
+    /// The session store's status (`None`: no store, or not reported yet). Live only: never
+    /// serialized with the state (checkpoints, restores, replay comparisons), so a restored or
+    /// replayed state cannot bring back an old `failing`; [`State::live_json`] adds it.
+    #[serde(skip)]
+    pub store: Option<crate::store::StoreStatus>,
 }
 
 /// What [`State::record_request`] did, for the hub to publish.
@@ -281,6 +286,28 @@ impl State {
             AlertCurrency::Usd => self.alerts.usd_below = below,
         }
         self.alerts.evaluate(&self.balance);
+    }
+
+    /// Takes the store's latest status; true when it is a change worth an update: another
+    /// status or error (no status yet counts as `ok`), not a growing lag or failure count.
+    pub fn set_store(&mut self, status: crate::store::StoreStatus) -> bool {
+        use crate::store::StoreState;
+        let before = self
+            .store
+            .as_ref()
+            .map_or((StoreState::Ok, None), |s| (s.status, s.error.as_deref()));
+        let changed = before != (status.status, status.error.as_deref());
+        self.store = Some(status);
+        changed
+    }
+
+    /// The state as shown to clients: its JSON plus the live-only `store` (when there is one).
+    pub fn live_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if let (Some(store), serde_json::Value::Object(map)) = (&self.store, &mut v) {
+            map.insert("store".into(), serde_json::json!(store));
+        }
+        v
     }
 
     /// Marks derived flags (staleness) as of `now`; called before the state is shown.

@@ -233,7 +233,10 @@ impl Store {
         let (commands_tx, commands) = mpsc::unbounded_channel();
         let (committed, committed_rx) = watch::channel(self.writer.last());
         let retention = self.retention();
-        let health = Arc::new(health::Health::new(self.writer.last()));
+        let health = Arc::new(health::Health::new(
+            self.writer.last(),
+            self.config.flush_interval,
+        ));
         let Store {
             writer,
             reader,

@@ -8,7 +8,7 @@
 //! | `usage` | `{request, model, model_totals, session_totals, totals}` | `State::record_request(request, timestamp)` — the one method the hub ran, on the record after the hub filled in its cost, at the same time |
 //! | `balance` | `{balance}` | replace `balance` |
 //! | `rate_limit` | `{model, limits}` | replace `rate_limits[model]` |
-//! | `health` | `{upstream, opencode_link?}` | replace `upstream`; `opencode_link` when present |
+//! | `health` | `{upstream, opencode_link?, store?}` | replace `upstream`; `opencode_link` when present; `store` (a store status change) is ignored: it is live only (`State::store`, never serialized), so replay and restores never bring back an old status |
 //! | `proof` | `{file, state}` | replace `proof[file]` |
 //! | `alert` | `{…, alerts?, plugin?, revert?}` | replace `alerts` / `plugin` / `opencode_link.last_revert` when present |
 //! | `snapshot` | the whole state (+ `restored_from`) | replace everything |
@@ -74,6 +74,7 @@ impl State {
                 }
             }
             UpdateType::Health => {
+                // A store status change carries `store` too: live only, not replayed.
                 self.upstream = parse::<UpstreamHealth>(u, field(u, "upstream")?)?;
                 if let Some(v) = u.payload.get("opencode_link") {
                     self.opencode_link = parse::<LinkStatus>(u, v)?;

@@ -17,7 +17,8 @@
 //! error (logged by the supervisor as `store`), and the next run starts a new thread on the same
 //! writer and channels, so no update is lost. At shutdown the task — or
 //! [`super::StoreHandle::close`] — asks the thread to drain whatever is queued, commit, write a
-//! `shutdown` snapshot and stop.
+//! `shutdown` snapshot and stop. While it runs, the task also reports the store's status to
+//! the hub when it changes ([`Health::report`], every [`health::REPORT_EVERY`]).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -104,11 +105,14 @@ pub(super) struct Runner {
     cond: Condvar,
     phase_tx: watch::Sender<Phase>,
     commands: mpsc::UnboundedSender<Command>,
+    health: Arc<Health>,
 }
 
 impl Runner {
     pub fn new(parts: Parts, commands: mpsc::UnboundedSender<Command>) -> Arc<Self> {
+        let health = parts.health.clone();
         Arc::new(Self {
+            health,
             slot: Mutex::new(Some(parts)),
             phase: Mutex::new(Phase::Failed("not started".into())),
             cond: Condvar::new(),
@@ -321,15 +325,22 @@ impl Task for StoreTask {
                 return Ok(());
             }
         }
+        let mut report = tokio::time::interval(health::REPORT_EVERY);
+        report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = report.tick() => self.runner.health.report(self.runner.is_running()),
                 changed = phase.changed() => {
                     if changed.is_err() {
                         return Err("the writer's status channel closed".into());
                     }
                     match self.runner.phase() {
                         Phase::Running => {}
-                        Phase::Failed(e) => return Err(e),
+                        Phase::Failed(e) => {
+                            // `stopped` until the supervisor's next run starts a new thread.
+                            self.runner.health.report(false);
+                            return Err(e);
+                        }
                         Phase::Finished => {
                             stopped(&mut shutdown).await;
                             return Ok(());

@@ -23,6 +23,7 @@ use pingora::server::ShutdownWatch;
 use crate::hub::HubHandle;
 use crate::services::Task;
 use methods::Methods;
+pub use server::MAX_CLIENTS;
 
 /// Lean commands the WebSocket API forwards (`lean.check`, `lean.restart`). Calls are sync and
 /// run off the async threads; an `Err` reaches the client as error -32002 with its text.

@@ -1,11 +1,12 @@
 //! Client-side helpers of `tests/faults_inside.rs`: plugin posts (retried as the plugin does,
 //! or held half-sent), the database read back with the store's own reader, WebSocket clients
-//! through the gateway (JSON-RPC and raw upgrades), the fake Lean command, and the fd limit.
+//! through the gateway (JSON-RPC and raw upgrades), the store's status as the user sees it
+//! (state, `/healthz`, WebSocket updates), the fake Lean command, and the fd limit.
 
 #![allow(dead_code)]
 
 use serde_json::{json, Value};
-use sidepanel::store::{Reader, RestoreTarget};
+use sidepanel::store::{Reader, RestoreTarget, StoreState, StoreStatus};
 use tokio::io::AsyncWriteExt;
 
 use super::{until, Gw};
@@ -110,4 +111,75 @@ pub async fn held_post(gw: &Gw, body: &[u8]) -> tokio::net::TcpStream {
     s.write_all(head.as_bytes()).await.expect("head");
     s.write_all(&body[..1]).await.expect("first byte");
     s
+}
+
+/// Checks `r` is the 503 `not_acknowledged` of a store that cannot commit (naming `says`).
+pub fn assert_not_acknowledged(r: &ingest_support::Reply, says: &str) {
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (503, Some("not_acknowledged")),
+        "{:?}",
+        r.body
+    );
+    let message = r.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(says), "{message}");
+}
+
+/// Sends `n` proof updates to the hub (a flood of state updates for the store to write).
+pub fn flood_updates(gw: &Gw, n: u64) {
+    for i in 0..n {
+        gw.hub.send(sidepanel::hub::HubEvent::Proof {
+            file: format!("F{}.lean", i % 7),
+            state: json!({"status": "complete", "n": i}),
+        });
+    }
+}
+
+/// Polls until the store's own status (`StoreHandle::status`) is `want`.
+pub async fn store_is(gw: &Gw, want: StoreState) -> StoreStatus {
+    until(&format!("the store to be {want:?}"), || async {
+        let s = gw.store.status();
+        (s.status == want).then_some(s)
+    })
+    .await
+}
+
+/// Polls `/api/sidepanel/state` and `/healthz` (still 200) until both show the store as
+/// `want`; returns the state's `store`.
+pub async fn shown_store_is(gw: &Gw, want: &str) -> Value {
+    until(&format!("the state to show the store {want}"), || async {
+        let store = gw.state().await["store"].clone();
+        let health = crate::common::client()
+            .get(format!("http://{}/healthz", gw.addr))
+            .send()
+            .await
+            .expect("/healthz answers");
+        assert_eq!(health.status(), 200, "the proxy is fine");
+        let health: Value = health.json().await.expect("JSON");
+        (store["status"] == want && health["store"]["status"] == want).then_some(store)
+    })
+    .await
+}
+
+/// Reads `ws` until a `state.update` (a `health` change) or a `state.resync` shows the store
+/// as `want`; returns that `store`.
+pub async fn ws_store_is(ws: &mut Client, want: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + super::DEADLINE;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no WebSocket update showed the store {want}"
+        );
+        let n = ws.notification().await;
+        let store = match n["method"].as_str() {
+            Some("state.update") if n["params"]["type"] == "health" => {
+                n["params"]["payload"]["store"].clone()
+            }
+            Some("state.resync") => n["params"]["state"]["store"].clone(),
+            _ => continue,
+        };
+        if store["status"] == want {
+            return store;
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! Helpers of `tests/faults_inside.rs`: a real gateway built with `app::build` (so the test
 //! holds its session store's handle, which `app::start` keeps to itself) in front of the
-//! simulator, proxied traffic that runs all through a fault and counts what failed, and small
-//! readers of `/metrics` and `/api/sidepanel/state`.
+//! simulator, proxied traffic that runs all through a fault and counts what failed, small
+//! readers of `/metrics` and `/api/sidepanel/state`, and the Lean server's restart backoff as
+//! its status updates announce it.
 
 #![allow(dead_code)]
 
@@ -17,7 +18,7 @@ use async_trait::async_trait;
 use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
 use serde_json::Value;
 use sidepanel::config::Config;
-use sidepanel::hub::HubHandle;
+use sidepanel::hub::{HubHandle, StateUpdate};
 use sidepanel::simulator::{self, SimConfig, SimHandle};
 use sidepanel::store::{StoreConfig, StoreHandle};
 use tokio::sync::Notify;
@@ -276,4 +277,46 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Reads `updates` until `n` Lean server statuses `disconnected` (with their reason) were
+/// published; checks each is one more restart, its next attempt announced after the backoff
+/// (0.5 s doubling to `max_ms`). Returns `(restarts, ms until the next attempt)` of each.
+pub async fn lean_restart_delays(
+    updates: &mut tokio::sync::broadcast::Receiver<Arc<StateUpdate>>,
+    n: usize,
+    max_ms: u64,
+) -> Vec<(u64, u64)> {
+    let mut delays: Vec<(u64, u64)> = Vec::new();
+    while delays.len() < n {
+        let u = tokio::time::timeout(DEADLINE, updates.recv())
+            .await
+            .expect("lean status updates keep coming")
+            .expect("hub");
+        let server = &u.payload["state"]["server"];
+        if u.payload["file"] != sidepanel::lean::SERVER_KEY || server["status"] != "disconnected" {
+            continue;
+        }
+        let error = server["error"].as_str().unwrap_or_default();
+        assert!(!error.is_empty(), "the reason is shown: {server}");
+        let retry_in = server["retry_at"].as_u64().expect("retry_at")
+            - server["since"].as_u64().expect("since");
+        delays.push((server["restarts"].as_u64().unwrap_or(0), retry_in));
+    }
+    // (The first failure may come before the subscription.)
+    for pair in delays.windows(2) {
+        assert_eq!(
+            pair[1].0,
+            pair[0].0 + 1,
+            "each failed start is a restart: {delays:?}"
+        );
+    }
+    for (restarts, retry_in) in &delays {
+        let expected = (500u64 << (restarts - 1).min(4)).min(max_ms);
+        assert!(
+            retry_in.abs_diff(expected) <= 50,
+            "restart {restarts}: the next attempt in {retry_in} ms, not {expected} ms (backoff) {delays:?}"
+        );
+    }
+    delays
 }

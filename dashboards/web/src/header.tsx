@@ -1,12 +1,12 @@
-// The top bar (connection, upstream health, Diem reset countdown, sequence) and the banner shown
-// while the gateway is unreachable.
+// The top bar (connection, upstream health, plugin, OpenCode link and session store pills, Diem
+// reset countdown, sequence) and the banner shown while the gateway is unreachable.
 
 import { fmtAge, fmtClock, fmtTime } from "./format";
 import { nextUtcMidnight } from "./projection";
 import { RETRY_MS } from "./rpc";
 import type { Store } from "./store";
 import { linkLabel } from "./opencode";
-import type { PluginStatus } from "./types";
+import type { PluginStatus, StoreHealth } from "./types";
 
 export function connLabel(store: Store): { text: string; tone: string } {
   const c = store.conn;
@@ -35,6 +35,35 @@ export function pluginLabel(plugin: PluginStatus | undefined, now: number): { te
     return { text: `plugin silent`, tone: "bad", title: `OpenCode traffic continues but the plugin${version} sends no events; ${last}` };
   }
   return { text: `plugin${version}`, tone: "ok", title: `${plugin.events} events in ${plugin.batches} posts; ${last}` };
+}
+
+/** Why the store fails, short: its error without the `session store <path>: ` prefix. */
+export function storeReason(error: string | null): string {
+  if (!error) return "unknown error";
+  const short = error.startsWith("session store") && error.includes(": ") ? error.slice(error.indexOf(": ") + 2) : error;
+  return short.length > 48 ? `${short.slice(0, 47)}…` : short;
+}
+
+/** The session store's pill: `null` (hidden) while it is ok or disabled. */
+export function storeLabel(store: StoreHealth | undefined): { text: string; tone: string; title: string } | null {
+  if (!store || store.status === "ok") return null;
+  const lag = `oldest unsaved update ${fmtAge(store.lag_ms)} old when reported`;
+  const saved = `saved up to #${store.committed}`;
+  switch (store.status) {
+    case "behind":
+      return { text: "store behind", tone: "warn", title: `session store is slow to write: ${lag}; ${saved}` };
+    case "failing": {
+      const since = store.failing_since != null ? ` since ${fmtTime(store.failing_since)}` : "";
+      const count = `${store.failures} failed ${store.failures === 1 ? "commit" : "commits"}`;
+      return {
+        text: `store failing: ${storeReason(store.error)}`,
+        tone: "bad",
+        title: `session store cannot write${since}: ${store.error ?? "unknown error"}; ${count}; ${lag}; ${saved}. Updates wait in memory and are retried; the proxy is not affected.`,
+      };
+    }
+    case "stopped":
+      return { text: "store stopped", tone: "bad", title: `session store writer is not running (restarting); ${saved}` };
+  }
 }
 
 export function Header({ store, now, onHelp }: { store: Store; now: number; onHelp: () => void }) {
@@ -69,6 +98,14 @@ export function Header({ store, now, onHelp }: { store: Store; now: number; onHe
         return link ? (
           <span class={`pill ${link.tone}`} title={link.title} data-testid="opencode-link">
             {link.text}
+          </span>
+        ) : null;
+      })()}
+      {(() => {
+        const st = storeLabel(store.state?.store);
+        return st ? (
+          <span class={`pill ${st.tone}`} title={st.title} data-testid="store-status" data-status={store.state?.store?.status}>
+            {st.text}
           </span>
         ) : null;
       })()}

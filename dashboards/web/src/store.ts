@@ -138,6 +138,7 @@ export class Store {
       case "health":
         if (p.upstream) s.upstream = p.upstream;
         if (p.opencode_link) s.opencode_link = p.opencode_link;
+        if (p.store) s.store = p.store;
         break;
       case "proof":
         if (typeof p.file === "string") s.proof = { ...s.proof, [p.file]: p.state };

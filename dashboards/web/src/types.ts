@@ -90,6 +90,20 @@ export interface OpencodeLink {
   last_revert: RevertOutcome | null;
 }
 
+/** The session store's status (src/store/health.rs `StoreStatus`); live only, not stored. */
+export interface StoreHealth {
+  status: "ok" | "behind" | "failing" | "stopped";
+  /** The last committed sequence. */
+  committed: number;
+  /** Age of the oldest uncommitted update, in ms, when reported. */
+  lag_ms: number;
+  /** Why commits fail, while `failing`. */
+  error: string | null;
+  failing_since: number | null;
+  /** Failed commits since the store started. */
+  failures: number;
+}
+
 /** The OpenCode plugin's liveness (src/ingest/apply.rs `PluginStatus`). */
 export interface PluginStatus {
   events: number;
@@ -191,6 +205,8 @@ export interface State {
   plugin?: PluginStatus;
   /** The link to an `opencode serve`, when one is configured or learned. */
   opencode_link?: OpencodeLink;
+  /** The session store's status; absent when the store is disabled. */
+  store?: StoreHealth;
   /** A run id or start time, if the hub adds one; used to tell a restarted gateway apart. */
   run_id?: string | number;
   started_at?: number;
