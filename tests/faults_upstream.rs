@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::raw::{self, chunk, head, last_chunk, Step};
 use common::*;
-use fault_support::{big_upstream, fds_back_to, rss_kib, settled_fds};
+use fault_support::{big_upstream, fds_back_to, post_stream, rss_kib, settled_fds, short_config};
 use futures_util::StreamExt;
 use sidepanel::app::Running;
 use sidepanel::gateway::record::Outcome;
@@ -28,22 +28,9 @@ fn healthy() -> Vec<Step> {
     ]
 }
 
-/// A gateway in front of `up` with short timeouts and no admission pacing or retries.
+/// A gateway in front of `up` with 500 ms upstream timeouts.
 async fn short_gateway(up: &str) -> Running {
-    let mut cfg = config(up);
-    cfg.upstream.read_timeout = Duration::from_millis(500);
-    cfg.upstream.connect_timeout = Duration::from_millis(500);
-    cfg.admission.enabled = false;
-    gateway(cfg).await
-}
-
-async fn post_stream(gw: &Running) -> reqwest::Response {
-    client()
-        .post(format!("{}/chat/completions", api(gw)))
-        .json(&chat("kimi-k2-5", true, 8))
-        .send()
-        .await
-        .expect("the gateway answers")
+    gateway(short_config(up, Duration::from_millis(500))).await
 }
 
 /// A first healthy request, then the settled fd count: the baseline.

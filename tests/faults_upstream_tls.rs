@@ -13,30 +13,18 @@ use std::time::Duration;
 
 use common::*;
 use fault_support::tls::{Mode, TlsUpstream};
-use fault_support::{fds_back_to, poll, settled_fds};
+use fault_support::{fds_back_to, poll, post_stream, settled_fds, short_config};
 use futures_util::StreamExt;
 use sidepanel::app::Running;
 use sidepanel::gateway::record::{Outcome, RequestRecord};
 
-/// A gateway in front of `url` trusting `ca`, with short timeouts, pooled connections closed
-/// after 200 ms idle, and no admission pacing or retries.
+/// A gateway in front of `url` trusting `ca`, with 1 s timeouts and pooled connections closed
+/// after 200 ms idle.
 async fn short_gateway(url: &str, ca: Option<&std::path::Path>) -> Running {
-    let mut cfg = config(url);
+    let mut cfg = short_config(url, Duration::from_millis(1000));
     cfg.upstream.ca_file = ca.map(std::path::Path::to_path_buf);
-    cfg.upstream.connect_timeout = Duration::from_millis(1000);
-    cfg.upstream.read_timeout = Duration::from_millis(1000);
     cfg.upstream.idle_timeout = Duration::from_millis(200);
-    cfg.admission.enabled = false;
     gateway(cfg).await
-}
-
-async fn post_stream(gw: &Running) -> reqwest::Response {
-    client()
-        .post(format!("{}/chat/completions", api(gw)))
-        .json(&chat("kimi-k2-5", true, 8))
-        .send()
-        .await
-        .expect("the gateway answers")
 }
 
 /// The first `n` chat records, once there are `n` (the health probe's `/models` calls are

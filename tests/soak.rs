@@ -39,6 +39,11 @@ const FAULTS: [&str; 4] = ["server_error", "reset", "midstream_error", "unavaila
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "minutes long: run with benches/soak.sh"]
 async fn soak() {
+    // As the binary does: give freed heap pages back (src/memory.rs); SIDEPANEL_SOAK_TRIM=0
+    // measures without it.
+    if std::env::var("SIDEPANEL_SOAK_TRIM").as_deref() != Ok("0") {
+        sidepanel::memory::spawn_trimmer();
+    }
     let duration = env_secs("SIDEPANEL_SOAK_SECS", 120);
     let restart_every = env_secs("SIDEPANEL_SOAK_RESTART_SECS", 40);
     let sim = simulator::spawn(SimConfig {

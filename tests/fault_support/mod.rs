@@ -309,3 +309,23 @@ pub fn rss_kib() -> (u64, u64) {
     };
     (field("VmRSS:"), field("VmHWM:"))
 }
+
+/// A gateway config in front of `url` with short upstream timeouts (`timeout` to connect and
+/// between reads) and no admission pacing or retries: a fault shows at once, as itself.
+pub fn short_config(url: &str, timeout: Duration) -> sidepanel::config::Config {
+    let mut cfg = crate::common::config(url);
+    cfg.upstream.read_timeout = timeout;
+    cfg.upstream.connect_timeout = timeout;
+    cfg.admission.enabled = false;
+    cfg
+}
+
+/// A streamed chat (8 tokens) through the gateway; the response as it starts.
+pub async fn post_stream(gw: &sidepanel::app::Running) -> reqwest::Response {
+    crate::common::client()
+        .post(format!("{}/chat/completions", crate::common::api(gw)))
+        .json(&crate::common::chat("kimi-k2-5", true, 8))
+        .send()
+        .await
+        .expect("the gateway answers")
+}
