@@ -191,7 +191,8 @@ pub fn build(
         Supervised(Arc::new(link_task)),
     ));
     // A plugin reports the server it runs in; the link uses it when no URL is configured.
-    let learner = link.clone();
+    // Weak: the ingest holds this callback, and the link holds the ingest.
+    let learner = link.downgrade();
     ingest.on_server_url(move |url| {
         learner.learn_url(url);
     });

@@ -145,3 +145,37 @@ async fn events_that_cannot_be_acknowledged_get_a_503_and_nothing_waits_forever(
         r.body
     );
 }
+
+/// The database files this process holds open.
+fn open_db_files() -> Vec<String> {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|dir| {
+            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .map(|p| p.display().to_string())
+                .filter(|p| p.contains("sidepanel.db"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_gateway_lets_go_of_its_store_and_state() {
+    // A reference cycle (ingest -> plugin URL callback -> OpenCode link -> ingest) once kept
+    // every stopped gateway's ingest alive: its store connection and the hub's whole state.
+    let sim = simulator::spawn(SimConfig::default())
+        .await
+        .expect("simulator");
+    let cfg = common::config(&sim.base_url());
+    assert!(open_db_files().is_empty());
+    for round in 0..3 {
+        let gw = common::gateway(cfg.clone()).await;
+        assert!(
+            !open_db_files().is_empty(),
+            "round {round}: the store is open"
+        );
+        tokio::task::spawn_blocking(move || drop(gw))
+            .await
+            .expect("the gateway stops");
+        assert_eq!(open_db_files(), Vec::<String>::new(), "round {round}");
+    }
+}

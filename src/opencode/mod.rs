@@ -75,7 +75,27 @@ pub fn new(config: OpencodeConfig, ingest: Arc<Ingest>, hub: HubHandle) -> (Link
     )
 }
 
+/// A [`LinkHandle`] that does not keep the link alive: for a callback held by the link's own
+/// ingest (the plugin's `serverUrl`), which would otherwise make a cycle (ingest → callback →
+/// link → ingest) and keep both, the store connection included, after the server stops.
+#[derive(Clone)]
+pub struct WeakLinkHandle(std::sync::Weak<Inner>);
+
+impl WeakLinkHandle {
+    /// [`LinkHandle::learn_url`] while the link exists; `false` after.
+    pub fn learn_url(&self, url: &str) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|inner| LinkHandle { inner }.learn_url(url))
+    }
+}
+
 impl LinkHandle {
+    /// A handle that does not keep the link alive.
+    pub fn downgrade(&self) -> WeakLinkHandle {
+        WeakLinkHandle(Arc::downgrade(&self.inner))
+    }
+
     /// Uses `url` from now on when no URL was configured (a configured one always wins), e.g.
     /// the `serverUrl` the plugin reports. Returns whether the link switched to it.
     pub fn learn_url(&self, url: &str) -> bool {
