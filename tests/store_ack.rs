@@ -160,8 +160,9 @@ fn open_db_files() -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_gateway_lets_go_of_its_store_and_state() {
-    // A reference cycle (ingest -> plugin URL callback -> OpenCode link -> ingest) once kept
-    // every stopped gateway's ingest alive: its store connection and the hub's whole state.
+    // Reference cycles once kept every stopped gateway alive: ingest -> plugin URL callback ->
+    // OpenCode link -> ingest (its store connection and the hub's whole state), and hub handle
+    // -> metrics -> store probe -> store health -> hub handle.
     let sim = simulator::spawn(SimConfig::default())
         .await
         .expect("simulator");
@@ -173,9 +174,14 @@ async fn a_stopped_gateway_lets_go_of_its_store_and_state() {
             !open_db_files().is_empty(),
             "round {round}: the store is open"
         );
+        let hub = gw.hub.downgrade();
         tokio::task::spawn_blocking(move || drop(gw))
             .await
             .expect("the gateway stops");
         assert_eq!(open_db_files(), Vec::<String>::new(), "round {round}");
+        assert!(
+            hub.upgrade().is_none(),
+            "round {round}: the stopped gateway's hub (state, history) is dropped"
+        );
     }
 }

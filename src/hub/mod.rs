@@ -1,11 +1,11 @@
 //! The state hub: the one owner of the aggregate [`State`].
 //!
-//! Producers (the proxy today; ingest, Lean and storage later) hand [`HubEvent`]s over a bounded
-//! channel with `try_send`, so they never wait on the hub. The hub task applies each event to the
-//! state, fills in computed costs, updates the metrics, and logs each malformed upstream header
-//! once. Venice's header events (balance, rate limits) are applied at most every 100 ms, in
-//! batches ([`coalesce`]). Readers (local routes) take a short read lock on the shared state; no lock is ever held
-//! across an `.await`.
+//! Producers (proxy, ingest, Lean, the OpenCode link, the store's health) hand [`HubEvent`]s over
+//! a bounded channel with `try_send`, so they never wait on the hub. The hub task applies each
+//! event to the state, fills in computed costs, updates the metrics, and logs each malformed
+//! upstream header once. Venice's header events (balance, rate limits) are applied at most every
+//! 100 ms, in batches ([`coalesce`]). Readers (local routes) take a short read lock on the shared
+//! state; no lock is ever held across an `.await`.
 
 mod alerts;
 pub mod coalesce;
@@ -89,7 +89,37 @@ pub struct HubHandle {
     metrics: Arc<Metrics>,
 }
 
+/// A [`HubHandle`] that does not keep the hub alive: for holders the hub's own handle reaches
+/// (through the metrics, say), where a strong handle would make a reference cycle and keep a
+/// stopped gateway's state and history.
+#[derive(Clone)]
+pub struct WeakHub {
+    tx: mpsc::WeakSender<HubEvent>,
+    shared: std::sync::Weak<RwLock<Shared>>,
+    metrics: std::sync::Weak<Metrics>,
+}
+
+impl WeakHub {
+    /// The handle, while the hub's state still exists.
+    pub fn upgrade(&self) -> Option<HubHandle> {
+        Some(HubHandle {
+            tx: self.tx.upgrade()?,
+            shared: self.shared.upgrade()?,
+            metrics: self.metrics.upgrade()?,
+        })
+    }
+}
+
 impl HubHandle {
+    /// A handle that does not keep the hub alive.
+    pub fn downgrade(&self) -> WeakHub {
+        WeakHub {
+            tx: self.tx.downgrade(),
+            shared: Arc::downgrade(&self.shared),
+            metrics: Arc::downgrade(&self.metrics),
+        }
+    }
+
     /// Hands an event to the hub without waiting. A full queue drops the event and counts it.
     pub fn send(&self, event: HubEvent) {
         if let Err(e) = self.tx.try_send(event) {

@@ -16,7 +16,7 @@ use super::labels::{self, STORE_FAILURES, WS_REFUSALS};
 use super::{counter_vec, gauge_vec};
 
 /// What the session store says about itself at a scrape.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct StoreGauges {
     /// False while its last commit failed (disk full, read-only, locked…) or its writer stopped.
     pub up: bool,

@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use super::error::StoreError;
-use crate::hub::{HubEvent, HubHandle, Stored, UpdateType};
+use crate::hub::{HubEvent, HubHandle, Stored, UpdateType, WeakHub};
 use crate::util::epoch_ms;
 
 /// A store whose oldest uncommitted update is older than this is [`StoreState::Behind`].
@@ -87,7 +87,8 @@ struct Inner {
 
 /// Where the status goes besides the readers: the hub, and what it was last told.
 struct Reporter {
-    hub: HubHandle,
+    /// Weak: the hub's handle holds the metrics, whose store probe reaches this health.
+    hub: WeakHub,
     last: Option<StoreStatus>,
 }
 
@@ -117,6 +118,7 @@ impl Health {
 
     /// Reports to `hub` from now on (the current status at once).
     pub fn report_to(&self, hub: HubHandle, running: bool) {
+        let hub = hub.downgrade();
         *self.1.lock() = Some(Reporter { hub, last: None });
         self.report(running);
     }
@@ -138,7 +140,10 @@ impl Health {
             }
         };
         if changed {
-            r.hub.send(HubEvent::Store(Box::new(status.clone())));
+            let Some(hub) = r.hub.upgrade() else {
+                return; // The hub is gone: the gateway is stopping.
+            };
+            hub.send(HubEvent::Store(Box::new(status.clone())));
             r.last = Some(status);
         }
     }

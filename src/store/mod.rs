@@ -259,8 +259,13 @@ impl Store {
         };
         let runner = Runner::new(parts, commands_tx.clone());
         if let Some(metrics) = metrics {
-            let (health, runner) = (health.clone(), runner.clone());
+            // Weak: the health reports to the hub, whose handle holds these metrics; a strong
+            // reference would make a cycle that keeps a stopped gateway's hub and state.
+            let (health, runner) = (Arc::downgrade(&health), Arc::downgrade(&runner));
             metrics.watch_store(Box::new(move || {
+                let (Some(health), Some(runner)) = (health.upgrade(), runner.upgrade()) else {
+                    return crate::metrics::StoreGauges::default();
+                };
                 let s = health.status(runner.is_running(), std::time::SystemTime::now());
                 crate::metrics::StoreGauges {
                     up: matches!(s.status, StoreState::Ok | StoreState::Behind),
