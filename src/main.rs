@@ -6,6 +6,13 @@ use std::process::ExitCode;
 use clap::Parser;
 use sidepanel::cli::Cli;
 
+/// jemalloc instead of glibc's malloc: the proxy threads allocate and the hub thread frees
+/// (records, buffers), which glibc pays for in lock traffic and heap consolidation, and after
+/// a burst of streams its heaps stay fragmented. See docs/BENCHMARKS.md, "Allocator".
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     raise_fd_limit();
     sidepanel::memory::spawn_trimmer();

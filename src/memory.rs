@@ -10,6 +10,10 @@
 //! MiB) on a thread of its own; nothing on the proxy path waits for it except an allocation in
 //! the arena being trimmed at that moment.
 //!
+//! The `sidepanel` binary allocates Rust memory with jemalloc (`src/main.rs`), whose own
+//! background thread returns unused pages; glibc's heaps still serve the C code (SQLite), and
+//! the library embedded elsewhere (tests, benches) stays on glibc, so the trimmer remains.
+//!
 //! Owns only that thread. Other allocators or platforms: nothing to do.
 
 use std::time::Duration;

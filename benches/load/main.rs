@@ -538,6 +538,7 @@ fn main() {
     let sidepanel_bin = std::env::var_os("SIDEPANEL_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target/release/sidepanel"));
+    let floor_bin = std::env::var_os("SIDEPANEL_BENCH_FLOOR").map(PathBuf::from);
     let peers = std::env::var_os("SIDEPANEL_BENCH_PEERS")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -557,6 +558,7 @@ fn main() {
     let ctx = Ctx {
         out: out.clone(),
         sidepanel_bin,
+        floor_bin,
         peers,
         sim: sim_addr,
     };

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The side-by-side load harness (issue 9), in one command:
 #
-#   bash benches/load/run.sh [--smoke] [--rounds N] [--only a,b,c,d,e] [--levels 1,10,1000] [--no-install]
+#   bash benches/load/run.sh [--smoke] [--rounds N] [--only a,b,c,d,e,f] [--levels 1,10,1000] [--no-install]
 #
 # 1. installs the peers unless --no-install (idempotent): nginx from Debian (nginx-light),
 #    LiteLLM proxy and TensorZero's wheel from PyPI in venvs under ~/.cache/sidepanel-bench
@@ -70,7 +70,7 @@ if [ "$install" = 1 ]; then
     fi
 fi
 
-note "build: cargo build --release --bin sidepanel; cargo bench --bench load --no-run"
+note "build: cargo build --release --bin sidepanel; cargo bench --bench load --bench pingora_floor --no-run"
 cargo build --release --bin sidepanel >&2
 exe=$(cargo bench --bench load --no-run --message-format=json 2>/dev/null |
     python3 -c 'import json,sys
@@ -80,6 +80,14 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "load" and m.get("executable"):
         print(m["executable"])')
 [ -n "$exe" ] || { note "could not build the harness (cargo bench --bench load --no-run)"; exit 1; }
+floor=$(cargo bench --bench pingora_floor --no-run --message-format=json 2>/dev/null |
+    python3 -c 'import json,sys
+for line in sys.stdin:
+    try: m = json.loads(line)
+    except ValueError: continue
+    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "pingora_floor" and m.get("executable"):
+        print(m["executable"])')
+[ -n "$floor" ] && export SIDEPANEL_BENCH_FLOOR="$floor"
 
 export SIDEPANEL_BIN="$PWD/target/release/sidepanel" SIDEPANEL_BENCH_PEERS="$peers"
 # A private network and PID namespace: loopback only, and nothing the run started outlives it.

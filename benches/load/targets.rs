@@ -1,5 +1,6 @@
 //! The things measured: (a) the simulator itself, (b) `sidepanel serve`, (c) nginx, (d) the
-//! LiteLLM proxy and (e) TensorZero's embedded gateway — each started as its own process with a
+//! LiteLLM proxy, (e) TensorZero's embedded gateway and (f) a bare pingora proxy (the floor of
+//! the library sidepanel is built on, `benches/pingora_floor.rs`) — each started as its own process with a
 //! generated config in the output directory, all in front of the same simulator. A peer that is
 //! not installed, does not start, or cannot answer a chat request is reported with the reason.
 
@@ -15,6 +16,8 @@ use crate::procs::{wait_port, Proc};
 pub struct Ctx {
     pub out: PathBuf,
     pub sidepanel_bin: PathBuf,
+    /// `benches/pingora_floor.rs`, built by `run.sh` (none: (f) is reported as not built).
+    pub floor_bin: Option<PathBuf>,
     pub peers: PathBuf,
     pub sim: SocketAddr,
 }
@@ -31,15 +34,17 @@ pub enum Kind {
     Nginx,
     Litellm,
     Tensorzero,
+    Floor,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Direct,
         Kind::Sidepanel,
         Kind::Nginx,
         Kind::Litellm,
         Kind::Tensorzero,
+        Kind::Floor,
     ];
 
     pub fn key(self) -> &'static str {
@@ -49,6 +54,7 @@ impl Kind {
             Kind::Nginx => "nginx",
             Kind::Litellm => "litellm",
             Kind::Tensorzero => "tensorzero",
+            Kind::Floor => "pingora-floor",
         }
     }
 
@@ -59,6 +65,7 @@ impl Kind {
             Kind::Nginx => 'c',
             Kind::Litellm => 'd',
             Kind::Tensorzero => 'e',
+            Kind::Floor => 'f',
         }
     }
 }
@@ -145,7 +152,34 @@ pub fn start(kind: Kind, ctx: &Ctx) -> Result<Running, String> {
         Kind::Nginx => nginx(ctx),
         Kind::Litellm => litellm(ctx),
         Kind::Tensorzero => tensorzero(ctx),
+        Kind::Floor => floor(ctx),
     }
+}
+
+/// (f): pingora with sidepanel's server settings (2 threads) and no gateway work.
+fn floor(ctx: &Ctx) -> Result<Running, String> {
+    let bin = ctx
+        .floor_bin
+        .clone()
+        .ok_or("not built (cargo bench --bench pingora_floor --no-run; run.sh does it)")?;
+    let addr = free_addr();
+    let mut cmd = Command::new(&bin);
+    cmd.arg(addr.to_string()).arg(ctx.sim.to_string()).arg("2");
+    let mut p = Proc::spawn("pingora-floor", cmd, &ctx.out)?;
+    let startup = wait_port(&mut p, addr, Duration::from_secs(20))?;
+    Ok(Running {
+        kind: Kind::Floor,
+        ep: Endpoint {
+            addr,
+            path: "/api/v1/chat/completions".into(),
+            model: SIM_MODEL.into(),
+            auth: Some("Bearer bench-key".into()),
+        },
+        version: "pingora 0.9 (bare ProxyHttp)".into(),
+        proc: Some(p),
+        startup,
+        ws_token: None,
+    })
 }
 
 fn sidepanel(ctx: &Ctx) -> Result<Running, String> {
