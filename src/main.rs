@@ -8,7 +8,7 @@ use sidepanel::cli::Cli;
 
 /// jemalloc instead of glibc's malloc: the proxy threads allocate and the hub thread frees
 /// (records, buffers), which glibc pays for in lock traffic and heap consolidation, and after
-/// a burst of streams its heaps stay fragmented. See docs/BENCHMARKS.md, "Allocator".
+/// a burst of streams its heaps stay fragmented. See docs/ARCHITECTURE.md, "Hot path and memory".
 #[cfg(target_os = "linux")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -72,21 +72,20 @@ fi
 
 note "build: cargo build --release --bin sidepanel; cargo bench --bench load --bench pingora_floor --no-run"
 cargo build --release --bin sidepanel >&2
-exe=$(cargo bench --bench load --no-run --message-format=json 2>/dev/null |
-    python3 -c 'import json,sys
+# Builds the bench target $1 and prints the path of its executable.
+bench_exe() {
+    cargo bench --bench "$1" --no-run --message-format=json 2>/dev/null |
+        python3 -c 'import json,sys
 for line in sys.stdin:
     try: m = json.loads(line)
     except ValueError: continue
-    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "load" and m.get("executable"):
-        print(m["executable"])')
+    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == sys.argv[1] and m.get("executable"):
+        print(m["executable"])' "$1"
+}
+exe=$(bench_exe load)
 [ -n "$exe" ] || { note "could not build the harness (cargo bench --bench load --no-run)"; exit 1; }
-floor=$(cargo bench --bench pingora_floor --no-run --message-format=json 2>/dev/null |
-    python3 -c 'import json,sys
-for line in sys.stdin:
-    try: m = json.loads(line)
-    except ValueError: continue
-    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "pingora_floor" and m.get("executable"):
-        print(m["executable"])')
+# Target (f); without it the harness reports the floor as not built.
+floor=$(bench_exe pingora_floor)
 [ -n "$floor" ] && export SIDEPANEL_BENCH_FLOOR="$floor"
 
 export SIDEPANEL_BIN="$PWD/target/release/sidepanel" SIDEPANEL_BENCH_PEERS="$peers"

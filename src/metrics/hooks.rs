@@ -155,13 +155,13 @@ mod tests {
     use super::*;
 
     fn update(kind: UpdateType, sequence: u64) -> StateUpdate {
-        StateUpdate::new(
+        StateUpdate {
             kind,
-            0,
+            timestamp: 0,
             sequence,
-            serde_json::Value::Null,
-            crate::hub::UpdateSource::Gateway,
-        )
+            payload: serde_json::Value::Null,
+            source: crate::hub::UpdateSource::Gateway,
+        }
     }
 
     #[test]

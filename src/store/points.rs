@@ -115,7 +115,13 @@ mod tests {
     use crate::hub::UpdateSource;
 
     fn update(kind: UpdateType, payload: Value) -> StateUpdate {
-        StateUpdate::new(kind, 1, 1, payload, UpdateSource::Opencode)
+        StateUpdate {
+            kind,
+            timestamp: 1,
+            sequence: 1,
+            payload,
+            source: UpdateSource::Opencode,
+        }
     }
 
     #[test]
