@@ -140,9 +140,16 @@ async fn the_real_opencode_reports_through_the_plugin_and_totals_agree() {
     let s = common::eventually(&gw, "the session as OpenCode reported it", |st| {
         let s = st.sessions.get(&sid)?;
         let oc = &s.opencode;
+        // OpenCode sends `session.updated` more than once (its cost is 0 in the first ones):
+        // wait for the last, whose cost is the one it printed.
+        let reported_final = oc
+            .reported
+            .as_ref()
+            .is_none_or(|r| (r.cost - cost).abs() < 1e-9);
         let done = oc.status.as_deref() == Some("idle")
             && oc.messages.assistant as usize >= steps
-            && oc.counted.requests as usize == steps;
+            && oc.counted.requests as usize == steps
+            && reported_final;
         done.then(|| s.clone())
     })
     .await;
