@@ -21,6 +21,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use ingest_support::TOKEN;
+use sidepanel::ingest::session::OpencodeSession;
 use sidepanel::ingest::IngestConfig;
 use sidepanel::install::{self, InstallOptions, Scope};
 
@@ -63,6 +64,28 @@ fn opencode_totals(stdout: &str) -> (String, Value, f64, usize) {
     let tokens =
         json!({"input": input, "output": output, "reasoning": reasoning, "cache_read": read});
     (sid, tokens, cost, steps)
+}
+
+/// What still differs between the gateway's view of the session and OpenCode's output.
+fn unsettled(oc: &OpencodeSession, steps: usize, cost: f64) -> Vec<String> {
+    let mut why = Vec::new();
+    if oc.status.as_deref() != Some("idle") {
+        why.push(format!("status {:?}", oc.status));
+    }
+    if (oc.messages.assistant as usize) < steps {
+        why.push(format!("{} assistant messages", oc.messages.assistant));
+    }
+    if oc.counted.requests as usize != steps {
+        why.push(format!("{} counted requests", oc.counted.requests));
+    }
+    if (oc.cost - cost).abs() >= 1e-9 {
+        why.push(format!("cost {}", oc.cost));
+    }
+    why
+}
+
+fn settled(oc: &OpencodeSession, steps: usize, cost: f64) -> bool {
+    unsettled(oc, steps, cost).is_empty()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,21 +160,22 @@ async fn the_real_opencode_reports_through_the_plugin_and_totals_agree() {
     println!("opencode: session {sid}, {steps} step(s), tokens {tokens}, cost {cost}");
 
     // The plugin flushes in `dispose`; OpenCode awaits it before exiting.
-    let s = common::eventually(&gw, "the session as OpenCode reported it", |st| {
-        let s = st.sessions.get(&sid)?;
-        let oc = &s.opencode;
-        // OpenCode sends `session.updated` more than once (its cost is 0 in the first ones):
-        // wait for the last, whose cost is the one it printed.
-        let reported_final = oc
-            .reported
-            .as_ref()
-            .is_none_or(|r| (r.cost - cost).abs() < 1e-9);
-        let done = oc.status.as_deref() == Some("idle")
-            && oc.messages.assistant as usize >= steps
-            && oc.counted.requests as usize == steps
-            && reported_final;
-        done.then(|| s.clone())
-    })
+    let s = common::eventually_or(
+        &gw,
+        "the session as OpenCode reported it",
+        |st| {
+            let s = st.sessions.get(&sid)?;
+            settled(&s.opencode, steps, cost).then(|| s.clone())
+        },
+        |st| {
+            let s = st.sessions.get(&sid);
+            let why = s.map(|s| unsettled(&s.opencode, steps, cost));
+            format!(
+                "why: {why:?}\nsession: {}",
+                serde_json::to_string(&s).unwrap_or_default()
+            )
+        },
+    )
     .await;
     let oc = &s.opencode;
     println!("gateway: {}", serde_json::to_string(&s).unwrap_or_default());
@@ -160,10 +184,14 @@ async fn the_real_opencode_reports_through_the_plugin_and_totals_agree() {
                      "reasoning": oc.tokens.reasoning, "cache_read": oc.tokens.cache_read});
     assert_eq!(got, tokens);
     assert!((oc.cost - cost).abs() < 1e-9, "cost {} vs {cost}", oc.cost);
+    // OpenCode's `session.updated` running totals lag: the one with the final cost is often
+    // emitted while OpenCode disposes its plugins, or not at all before `run` exits (seen in
+    // the plugin: `dispose` began, then that event arrived, or never did). What the gateway
+    // holds from it is therefore an earlier total, never more than the final one.
     if let Some(r) = &oc.reported {
         assert!(
-            (r.cost - cost).abs() < 1e-9,
-            "session.updated cost {} vs {cost}",
+            r.cost <= cost + 1e-9,
+            "session.updated cost {} above the final {cost}",
             r.cost
         );
     }

@@ -69,14 +69,27 @@ pub fn api(gw: &Running) -> String {
 
 /// Polls the hub's state until `pred` holds; panics with the last state after 20 s.
 pub async fn eventually<T>(gw: &Running, what: &str, pred: impl Fn(&State) -> Option<T>) -> T {
+    eventually_or(gw, what, pred, |_| {
+        let s = gw.hub.snapshot_json(std::time::SystemTime::now());
+        format!("state: {s:#}")
+    })
+    .await
+}
+
+/// [`eventually`], but on timeout panics with what `show` says about the last state.
+pub async fn eventually_or<T>(
+    gw: &Running,
+    what: &str,
+    pred: impl Fn(&State) -> Option<T>,
+    show: impl Fn(&State) -> String,
+) -> T {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(v) = gw.hub.with_state(&pred) {
             return v;
         }
         if tokio::time::Instant::now() > deadline {
-            let s = gw.hub.snapshot_json(std::time::SystemTime::now());
-            panic!("timed out waiting for {what}; state: {s:#}");
+            panic!("timed out waiting for {what}; {}", gw.hub.with_state(&show));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
