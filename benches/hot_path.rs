@@ -166,18 +166,18 @@ fn record(i: u64) -> RequestRecord {
 
 fn state_update() -> StateUpdate {
     let record = record(0);
-    StateUpdate {
-        kind: UpdateType::Usage,
-        timestamp: 1_795_997_655_412,
-        sequence: 48_213,
-        payload: json!({
+    StateUpdate::new(
+        UpdateType::Usage,
+        1_795_997_655_412,
+        48_213,
+        json!({
             "request": record,
             "model": {"model": "zai-org-glm-5-1", "requests": 212, "prompt_tokens": 2_104_332,
                       "completion_tokens": 98_211, "cost_usd": 1.3121},
             "session": {"id": "ses_4f2a9b7c1d3e5f60", "requests": 57, "cost_usd": 0.4112},
         }),
-        source: UpdateSource::Venice,
-    }
+        UpdateSource::Venice,
+    )
 }
 
 fn headers(c: &mut Criterion) {

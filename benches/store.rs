@@ -64,13 +64,13 @@ fn record(i: u64) -> RequestRecord {
 }
 
 fn update(seq: u64) -> Arc<StateUpdate> {
-    Arc::new(StateUpdate {
-        kind: UpdateType::Usage,
-        timestamp: 1_700_000_000_000 + seq * 100,
-        sequence: seq,
-        payload: json!({"request": record(seq)}),
-        source: UpdateSource::Venice,
-    })
+    Arc::new(StateUpdate::new(
+        UpdateType::Usage,
+        1_700_000_000_000 + seq * 100,
+        seq,
+        json!({"request": record(seq)}),
+        UpdateSource::Venice,
+    ))
 }
 
 fn config(dir: &std::path::Path, snapshot_every: u64) -> StoreConfig {

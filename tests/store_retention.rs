@@ -24,23 +24,23 @@ fn usage(
     let mut r = record(rng, ts);
     r.session_id = Some(session.to_owned());
     r.path = format!("/chat/completions{}", "x".repeat(pad));
-    Arc::new(StateUpdate {
-        kind: UpdateType::Usage,
-        timestamp: ts,
-        sequence: seq,
-        payload: json!({ "request": r }),
-        source: UpdateSource::Venice,
-    })
+    Arc::new(StateUpdate::new(
+        UpdateType::Usage,
+        ts,
+        seq,
+        json!({ "request": r }),
+        UpdateSource::Venice,
+    ))
 }
 
 fn balance(seq: u64, ts: u64) -> Arc<StateUpdate> {
-    Arc::new(StateUpdate {
-        kind: UpdateType::Balance,
-        timestamp: ts,
-        sequence: seq,
-        payload: json!({"balance": {"diem": seq as f64, "usd": 1.5, "observed_at": ts}}),
-        source: UpdateSource::Venice,
-    })
+    Arc::new(StateUpdate::new(
+        UpdateType::Balance,
+        ts,
+        seq,
+        json!({"balance": {"diem": seq as f64, "usd": 1.5, "observed_at": ts}}),
+        UpdateSource::Venice,
+    ))
 }
 
 fn ids(reader: &Reader) -> Vec<String> {

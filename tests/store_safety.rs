@@ -204,13 +204,13 @@ fn a_full_disk_is_a_clear_error_and_the_batch_is_kept_for_a_retry() {
     let mut rng = fastrand::Rng::with_seed(1);
     let batch: Vec<Arc<StateUpdate>> = (1..=2000)
         .map(|seq| {
-            Arc::new(StateUpdate {
-                kind: UpdateType::Usage,
-                timestamp: 1_700_000_000_000 + seq,
-                sequence: seq,
-                payload: json!({"request": record(&mut rng, 1_700_000_000_000 + seq)}),
-                source: UpdateSource::Venice,
-            })
+            Arc::new(StateUpdate::new(
+                UpdateType::Usage,
+                1_700_000_000_000 + seq,
+                seq,
+                json!({"request": record(&mut rng, 1_700_000_000_000 + seq)}),
+                UpdateSource::Venice,
+            ))
         })
         .collect();
     let e = store.append(&batch).expect_err("does not fit");

@@ -12,7 +12,7 @@
 //! ([`Stored::Checkpoint`]), which the store keeps as a snapshot.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
@@ -58,7 +58,7 @@ pub enum UpdateSource {
 }
 
 /// One change to the state, as the seed defines it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct StateUpdate {
     #[serde(rename = "type")]
     pub kind: UpdateType,
@@ -68,6 +68,52 @@ pub struct StateUpdate {
     pub sequence: u64,
     pub payload: serde_json::Value,
     pub source: UpdateSource,
+    /// This update as JSON, encoded on first use ([`StateUpdate::json`]).
+    #[serde(skip)]
+    json: OnceLock<Arc<str>>,
+}
+
+impl StateUpdate {
+    pub fn new(
+        kind: UpdateType,
+        timestamp: u64,
+        sequence: u64,
+        payload: serde_json::Value,
+        source: UpdateSource,
+    ) -> Self {
+        Self {
+            kind,
+            timestamp,
+            sequence,
+            payload,
+            source,
+            json: OnceLock::new(),
+        }
+    }
+
+    /// This update as JSON text, encoded once: every published update is sent to each
+    /// WebSocket client and sealed into the store, and both take these same bytes instead of
+    /// walking the payload tree again. Published updates are shared (`Arc`) and never change,
+    /// so the text cannot go stale; a clone starts without it, as its payload may be edited.
+    pub fn json(&self) -> Result<Arc<str>, serde_json::Error> {
+        if let Some(text) = self.json.get() {
+            return Ok(text.clone());
+        }
+        let text: Arc<str> = serde_json::to_string(self)?.into();
+        Ok(self.json.get_or_init(|| text).clone())
+    }
+}
+
+impl Clone for StateUpdate {
+    fn clone(&self) -> Self {
+        Self::new(
+            self.kind,
+            self.timestamp,
+            self.sequence,
+            self.payload.clone(),
+            self.source,
+        )
+    }
 }
 
 /// What the hub hands the session store, in publish order.
@@ -182,13 +228,7 @@ impl UpdateLog {
     ) -> u64 {
         let sequence = self.next;
         self.next += 1;
-        let update = Arc::new(StateUpdate {
-            kind,
-            timestamp,
-            sequence,
-            payload,
-            source,
-        });
+        let update = Arc::new(StateUpdate::new(kind, timestamp, sequence, payload, source));
         if self.history.len() == HISTORY {
             self.history.pop_front();
         }
@@ -274,6 +314,30 @@ mod tests {
             Since::Updates(u) => assert_eq!(u.len(), HISTORY),
             Since::TooOld => panic!("exactly the history"),
         }
+    }
+
+    #[test]
+    fn the_shared_json_is_the_update_encoded_and_a_clone_encodes_its_own() {
+        let mut log = UpdateLog::new(0);
+        log.publish(
+            UpdateType::Balance,
+            UpdateSource::Venice,
+            7,
+            serde_json::json!({"diem": 1.5}),
+        );
+        let Since::Updates(u) = log.since(0) else {
+            panic!("just published")
+        };
+        let first = u[0].json().unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&first).unwrap(),
+            serde_json::json!({"type": "balance", "timestamp": 7, "sequence": 1,
+                "payload": {"diem": 1.5}, "source": "venice"})
+        );
+        assert!(Arc::ptr_eq(&first, &u[0].json().unwrap()), "encoded once");
+        let mut copy = (*u[0]).clone();
+        copy.payload = serde_json::json!({"diem": 2});
+        assert!(copy.json().unwrap().contains(r#""diem":2"#));
     }
 
     #[test]

@@ -155,13 +155,13 @@ mod tests {
     use super::*;
 
     fn update(kind: UpdateType, sequence: u64) -> StateUpdate {
-        StateUpdate {
+        StateUpdate::new(
             kind,
-            timestamp: 0,
+            0,
             sequence,
-            payload: serde_json::Value::Null,
-            source: crate::hub::UpdateSource::Gateway,
-        }
+            serde_json::Value::Null,
+            crate::hub::UpdateSource::Gateway,
+        )
     }
 
     #[test]

@@ -229,14 +229,16 @@ mod tests {
             events: 2,
             requests: 2,
         };
-        let req = |seq, model: &str, tokens, usd| StateUpdate {
-            kind: UpdateType::Usage,
-            timestamp: 0,
-            sequence: seq,
-            payload: json!({"request": {"model": model, "outcome": "ok", "status": 200,
+        let req = |seq, model: &str, tokens, usd| {
+            StateUpdate::new(
+                UpdateType::Usage,
+                0,
+                seq,
+                json!({"request": {"model": model, "outcome": "ok", "status": 200,
                 "usage": {"total_tokens": tokens}, "cost": {"usd": usd, "diem": 0.0},
                 "error": {"message": "sk-secret-key leaked"}}}),
-            source: UpdateSource::Venice,
+                UpdateSource::Venice,
+            )
         };
         let updates = [req(1, "a", 10, 0.5), req(2, "b", 5, 0.25)];
         let key = ApiKey::new("sk-secret-key").expect("key");

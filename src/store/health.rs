@@ -255,13 +255,13 @@ mod tests {
     use std::sync::Arc;
 
     fn update(sequence: u64, timestamp: u64) -> Stored {
-        Stored::Update(Arc::new(StateUpdate {
-            kind: UpdateType::Usage,
+        Stored::Update(Arc::new(StateUpdate::new(
+            UpdateType::Usage,
             timestamp,
             sequence,
-            payload: serde_json::Value::Null,
-            source: UpdateSource::Gateway,
-        }))
+            serde_json::Value::Null,
+            UpdateSource::Gateway,
+        )))
     }
 
     #[test]
@@ -318,13 +318,13 @@ mod tests {
         h.report(true);
         assert_eq!(handle.queued(), 4, "back to ok");
         // The store's own status reports do not make it lag.
-        let report = Stored::Update(Arc::new(StateUpdate {
-            kind: UpdateType::Health,
-            timestamp: 0,
-            sequence: 4,
-            payload: serde_json::json!({"upstream": {}, "store": {"status": "ok"}}),
-            source: UpdateSource::Gateway,
-        }));
+        let report = Stored::Update(Arc::new(StateUpdate::new(
+            UpdateType::Health,
+            0,
+            4,
+            serde_json::json!({"upstream": {}, "store": {"status": "ok"}}),
+            UpdateSource::Gateway,
+        )));
         h.holding(&[report, update(5, epoch_ms(SystemTime::now()))]);
         assert!(h.status(true, SystemTime::now()).lag_ms < 1000);
     }

@@ -115,13 +115,7 @@ mod tests {
     use crate::hub::UpdateSource;
 
     fn update(kind: UpdateType, payload: Value) -> StateUpdate {
-        StateUpdate {
-            kind,
-            timestamp: 1,
-            sequence: 1,
-            payload,
-            source: UpdateSource::Opencode,
-        }
+        StateUpdate::new(kind, 1, 1, payload, UpdateSource::Opencode)
     }
 
     #[test]

@@ -254,9 +254,11 @@ impl Writer {
                     "session store: a gap in the update sequence; replay will miss the gap"
                 );
             }
-            let json =
-                serde_json::to_vec(u.as_ref()).map_err(|e| StoreError::decode("an update", e))?;
-            let sealed = self.crypto.seal(event_aad(u.sequence).as_bytes(), &json)?;
+            // The same text the WebSocket clients were sent (encoded once per update).
+            let json = u.json().map_err(|e| StoreError::decode("an update", e))?;
+            let sealed = self
+                .crypto
+                .seal(event_aad(u.sequence).as_bytes(), json.as_bytes())?;
             let session = points::session_of(u);
             tx.prepare_cached(
                 "INSERT INTO events (sequence, timestamp, type, session_id, sealed) \

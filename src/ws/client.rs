@@ -59,7 +59,10 @@ impl EncodedUpdates {
         if let Some(text) = hit(&self.recent.lock()) {
             return Some(text);
         }
-        let text: Utf8Bytes = match rpc::notification("state.update", u) {
+        let text: Utf8Bytes = match u
+            .json()
+            .and_then(|params| rpc::notification_json("state.update", &params))
+        {
             Ok(t) => t.into(),
             Err(e) => {
                 tracing::error!(error = %e, sequence = u.sequence, "cannot encode an update");

@@ -153,6 +153,16 @@ pub fn notification<P: Serialize>(method: &str, params: &P) -> Result<String, se
     })
 }
 
+/// Encodes a notification whose params are already encoded JSON (an update's shared text,
+/// [`crate::hub::StateUpdate::json`]): the same bytes as [`notification`], without walking
+/// the params again.
+pub fn notification_json(method: &str, params: &str) -> Result<String, serde_json::Error> {
+    let method = serde_json::to_string(method)?;
+    Ok(format!(
+        r#"{{"jsonrpc":"2.0","method":{method},"params":{params}}}"#
+    ))
+}
+
 /// Encodes one response.
 pub fn encode(response: &Response) -> String {
     serde_json::to_string(response).unwrap_or_else(|e| fallback(&response.id, &e))

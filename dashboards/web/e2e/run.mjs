@@ -400,6 +400,9 @@ async function main() {
     await page.keyboard.press("j");
     await page.keyboard.press("r");
     await page.locator('[data-testid="confirm"]').waitFor({ state: "visible", timeout: 2000 });
+    // The dialog focuses its confirm button before it is painted, so Enter confirms at once.
+    const focused = await page.evaluate(() => document.activeElement?.getAttribute("data-testid"));
+    assert(focused === "confirm-restore", `focus in the restore dialog: ${focused}`);
     await page.keyboard.press("Enter");
     await page.locator('[data-testid="restore-result"]').waitFor({ timeout: 10_000 }).catch(async (e) => {
       const active = await page.evaluate(() => document.activeElement?.outerHTML.slice(0, 120));

@@ -1,7 +1,7 @@
 // The page: header, banners, the seven panels, the help overlay and the restore confirmation.
 // Owns the keyboard: every action has a key (listed by `?`), and focus is always visible.
 
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { fmtTime, shortId } from "./format";
 import { ConnBanner, Header } from "./header";
 import { useNow, useStore, useThrottledMemo } from "./hooks";
@@ -81,7 +81,8 @@ export function App({ store, conn }: { store: Store; conn: Connection }) {
     setCursor(0);
     setRestoreMsg(null);
   }, [selected]);
-  useEffect(() => {
+  // Focused before the dialog is painted: an Enter pressed as soon as it shows confirms.
+  useLayoutEffect(() => {
     if (confirm) confirmBtn.current?.focus();
   }, [confirm]);
   useEffect(() => {
