@@ -41,10 +41,8 @@ fn main() {
     }
     let upstream: SocketAddr = upstream.parse().expect("upstream address");
     let threads = args.get(2).and_then(|t| t.parse().ok()).unwrap_or(2);
-    let work_stealing = std::env::var_os("FLOOR_NO_STEAL").is_none();
     let conf = ServerConf {
         threads,
-        work_stealing,
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()

@@ -13,6 +13,22 @@ use sidepanel::cli::Cli;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's built-in options (it reads this symbol at start; `_RJEM_MALLOC_CONF` still
+/// overrides). Two arenas instead of four per core: the gateway has a handful of busy threads,
+/// each with its own thread cache in front of the arenas, and every arena costs idle memory.
+#[cfg(target_os = "linux")]
+#[export_name = "_rjem_malloc_conf"]
+static MALLOC_CONF: MallocConf = MallocConf(c"narenas:2".as_ptr());
+
+/// A C string pointer, as jemalloc declares `malloc_conf` (`const char *`).
+#[cfg(target_os = "linux")]
+#[repr(transparent)]
+struct MallocConf(*const std::ffi::c_char);
+
+// SAFETY: the pointer is to a string literal, immutable and valid for the whole program.
+#[cfg(target_os = "linux")]
+unsafe impl Sync for MallocConf {}
+
 fn main() -> ExitCode {
     raise_fd_limit();
     sidepanel::memory::spawn_trimmer();

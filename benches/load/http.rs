@@ -16,6 +16,8 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::targets::SIM_MODEL;
+
 /// A request body sent in one frame.
 pub struct Full(Option<Bytes>);
 
@@ -52,6 +54,17 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// The simulator's chat route (`/api/v1/chat/completions`, its model) at `addr`, as the
+    /// simulator, the gateway, nginx and the pingora floor all serve it.
+    pub fn chat(addr: SocketAddr, auth: &str) -> Self {
+        Self {
+            addr,
+            path: "/api/v1/chat/completions".into(),
+            model: SIM_MODEL.into(),
+            auth: Some(auth.into()),
+        }
+    }
+
     /// A realistic OpenCode-like chat body (system prompt, a user turn, ~1.3 KB).
     pub fn body(&self, stream: bool, max_tokens: u32) -> Bytes {
         let system = "You are a coding agent working in a Rust repository. Follow the user's \

@@ -18,6 +18,57 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// One worker's failures: how many, and the first one's text.
+#[derive(Debug, Default)]
+struct Errors {
+    count: u64,
+    first: Option<String>,
+}
+
+impl Errors {
+    fn add(&mut self, e: impl ToString) {
+        self.count += 1;
+        self.first.get_or_insert_with(|| e.to_string());
+    }
+
+    fn merge(&mut self, other: Errors) {
+        self.count += other.count;
+        if self.first.is_none() {
+            self.first = other.first;
+        }
+    }
+}
+
+/// A closed-loop worker's keep-alive connection, reopened after a failure.
+#[derive(Default)]
+struct Worker {
+    conn: Option<Conn>,
+    errors: Errors,
+}
+
+impl Worker {
+    /// The open connection, or `None` after a failed connect (counted; waits 50 ms first).
+    async fn conn(&mut self, addr: std::net::SocketAddr) -> Option<&mut Conn> {
+        if self.conn.as_ref().is_none_or(Conn::is_closed) {
+            match Conn::open(addr).await {
+                Ok(c) => self.conn = Some(c),
+                Err(e) => {
+                    self.errors.add(e);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    return None;
+                }
+            }
+        }
+        self.conn.as_mut()
+    }
+
+    /// The exchange failed: count it and reconnect next time.
+    fn failed(&mut self, e: impl ToString) {
+        self.errors.add(e);
+        self.conn = None;
+    }
+}
+
 /// Percentiles of a sample, in milliseconds.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
@@ -81,27 +132,16 @@ pub async fn closed(ep: &Endpoint, body: &Bytes, conns: usize, dur: Duration) ->
     let t0 = Instant::now();
     let end = t0 + dur;
     let mut set = JoinSet::new();
-    for w in 0..conns {
+    for worker in 0..conns {
         let (ep, body) = (ep.clone(), body.clone());
         set.spawn(async move {
             let mut samples = Vec::with_capacity(8192);
-            let mut errors = 0u64;
-            let mut first_error: Option<String> = None;
-            let mut conn: Option<Conn> = None;
-            let mut i = w as u64;
+            let mut w = Worker::default();
+            let mut i = worker as u64;
             while Instant::now() < end {
-                if conn.as_ref().is_none_or(Conn::is_closed) {
-                    match Conn::open(ep.addr).await {
-                        Ok(c) => conn = Some(c),
-                        Err(e) => {
-                            errors += 1;
-                            first_error.get_or_insert(e.to_string());
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    }
-                }
-                let c = conn.as_mut().expect("connected");
+                let Some(c) = w.conn(ep.addr).await else {
+                    continue;
+                };
                 let t = Instant::now();
                 let r = tokio::time::timeout(
                     Duration::from_secs(30),
@@ -110,27 +150,19 @@ pub async fn closed(ep: &Endpoint, body: &Bytes, conns: usize, dur: Duration) ->
                 .await;
                 match r.unwrap_or(Err(Failure::Timeout)) {
                     Ok(_) => samples.push(ms(t.elapsed())),
-                    Err(e) => {
-                        errors += 1;
-                        first_error.get_or_insert(e.to_string());
-                        conn = None;
-                    }
+                    Err(e) => w.failed(e),
                 }
                 i += conns as u64;
             }
-            (samples, errors, first_error)
+            (samples, w.errors)
         });
     }
     let mut samples = Vec::new();
-    let mut errors = 0;
-    let mut first_error = None;
+    let mut errors = Errors::default();
     while let Some(r) = set.join_next().await {
-        if let Ok((s, e, f)) = r {
+        if let Ok((s, e)) = r {
             samples.extend(s);
-            errors += e;
-            if first_error.is_none() {
-                first_error = f;
-            }
+            errors.merge(e);
         }
     }
     let rps = samples.len() as f64 / t0.elapsed().as_secs_f64();
@@ -138,8 +170,8 @@ pub async fn closed(ep: &Endpoint, body: &Bytes, conns: usize, dur: Duration) ->
         connections: conns,
         latency: Summary::of(samples),
         rps,
-        errors,
-        first_error,
+        errors: errors.count,
+        first_error: errors.first,
     }
 }
 
@@ -364,27 +396,16 @@ pub struct Ttft {
 pub async fn ttft(ep: &Endpoint, body: &Bytes, concurrency: usize, dur: Duration) -> Ttft {
     let end = Instant::now() + dur;
     let mut set = JoinSet::new();
-    for w in 0..concurrency {
+    for worker in 0..concurrency {
         let (ep, body) = (ep.clone(), body.clone());
         set.spawn(async move {
             let (mut tok, mut byte) = (Vec::new(), Vec::new());
-            let mut errors = 0u64;
-            let mut first_error = None;
-            let mut conn: Option<Conn> = None;
-            let mut i = w as u64;
+            let mut w = Worker::default();
+            let mut i = worker as u64;
             while Instant::now() < end {
-                if conn.as_ref().is_none_or(Conn::is_closed) {
-                    match Conn::open(ep.addr).await {
-                        Ok(c) => conn = Some(c),
-                        Err(e) => {
-                            errors += 1;
-                            first_error.get_or_insert(e.to_string());
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    }
-                }
-                let c = conn.as_mut().expect("connected");
+                let Some(c) = w.conn(ep.addr).await else {
+                    continue;
+                };
                 let t0 = Instant::now();
                 match c
                     .stream(&ep, &body, &session(i), t0, Duration::from_secs(30))
@@ -396,41 +417,29 @@ pub async fn ttft(ep: &Endpoint, body: &Bytes, concurrency: usize, dur: Duration
                             tok.push(ms(t));
                         }
                     }
-                    Ok(_) => {
-                        errors += 1;
-                        first_error.get_or_insert("stream ended without [DONE]".to_string());
-                        conn = None;
-                    }
-                    Err(e) => {
-                        errors += 1;
-                        first_error.get_or_insert(e.to_string());
-                        conn = None;
-                    }
+                    Ok(_) => w.failed("stream ended without [DONE]"),
+                    Err(e) => w.failed(e),
                 }
                 i += concurrency as u64;
             }
-            (tok, byte, errors, first_error)
+            (tok, byte, w.errors)
         });
     }
     let (mut tok, mut byte) = (Vec::new(), Vec::new());
-    let mut errors = 0;
-    let mut first_error = None;
+    let mut errors = Errors::default();
     while let Some(r) = set.join_next().await {
-        if let Ok((t, b, e, f)) = r {
+        if let Ok((t, b, e)) = r {
             tok.extend(t);
             byte.extend(b);
-            errors += e;
-            if first_error.is_none() {
-                first_error = f;
-            }
+            errors.merge(e);
         }
     }
     Ttft {
         concurrency,
         first_token: Summary::of(tok),
         first_byte: Summary::of(byte),
-        errors,
-        first_error,
+        errors: errors.count,
+        first_error: errors.first,
     }
 }
 

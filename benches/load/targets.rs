@@ -137,12 +137,7 @@ pub fn start(kind: Kind, ctx: &Ctx) -> Result<Running, String> {
     match kind {
         Kind::Direct => Ok(Running {
             kind,
-            ep: Endpoint {
-                addr: ctx.sim,
-                path: "/api/v1/chat/completions".into(),
-                model: SIM_MODEL.into(),
-                auth: Some("Bearer bench-key".into()),
-            },
+            ep: Endpoint::chat(ctx.sim, "Bearer bench-key"),
             proc: None,
             version: version_of(with_arg(&ctx.sidepanel_bin, "--version")) + " simulator",
             startup: Duration::ZERO,
@@ -169,12 +164,7 @@ fn floor(ctx: &Ctx) -> Result<Running, String> {
     let startup = wait_port(&mut p, addr, Duration::from_secs(20))?;
     Ok(Running {
         kind: Kind::Floor,
-        ep: Endpoint {
-            addr,
-            path: "/api/v1/chat/completions".into(),
-            model: SIM_MODEL.into(),
-            auth: Some("Bearer bench-key".into()),
-        },
+        ep: Endpoint::chat(addr, "Bearer bench-key"),
         version: "pingora 0.9 (bare ProxyHttp)".into(),
         proc: Some(p),
         startup,
@@ -238,12 +228,7 @@ enabled = false
     }
     Ok(Running {
         kind: Kind::Sidepanel,
-        ep: Endpoint {
-            addr,
-            path: "/api/v1/chat/completions".into(),
-            model: SIM_MODEL.into(),
-            auth: Some("Bearer opencode-client".into()),
-        },
+        ep: Endpoint::chat(addr, "Bearer opencode-client"),
         version: version_of(with_arg(&ctx.sidepanel_bin, "--version")),
         proc: Some(p),
         startup,
@@ -310,12 +295,7 @@ http {{
     let startup = wait_port(&mut p, addr, Duration::from_secs(20))?;
     Ok(Running {
         kind: Kind::Nginx,
-        ep: Endpoint {
-            addr,
-            path: "/api/v1/chat/completions".into(),
-            model: SIM_MODEL.into(),
-            auth: Some("Bearer bench-key".into()),
-        },
+        ep: Endpoint::chat(addr, "Bearer bench-key"),
         version: version_of({
             let mut c = Command::new(&bin);
             c.arg("-v");
