@@ -224,7 +224,8 @@ async fn a_batch_becomes_session_state_with_messages_deduplicated() {
     while let Ok(Ok(u)) = tokio::time::timeout(Duration::from_millis(200), updates.recv()).await {
         assert!(u.sequence > last, "out of order");
         last = u.sequence;
-        sessions += usize::from(u.kind == UpdateType::Session && u.payload["session"] == sid);
+        sessions +=
+            usize::from(u.kind == UpdateType::Session && u.payload.value()["session"] == sid);
     }
     assert!(sessions >= 2, "{sessions} session updates");
 }
@@ -305,8 +306,8 @@ async fn plugin_silence_during_proxied_traffic_raises_and_clears_an_alert() {
     .await;
     let mut firing = Vec::new();
     while let Ok(Ok(u)) = tokio::time::timeout(Duration::from_millis(200), updates.recv()).await {
-        if u.kind == UpdateType::Alert && u.payload["alert"] == "plugin_silent" {
-            firing.push(u.payload["firing"].as_bool().unwrap_or(false));
+        if u.kind == UpdateType::Alert && u.payload.value()["alert"] == "plugin_silent" {
+            firing.push(u.payload.value()["firing"].as_bool().unwrap_or(false));
         }
     }
     assert_eq!(firing, [true, false]);

@@ -103,7 +103,10 @@ fn restore_at_random_points_equals_the_state_computed_directly() {
     let published = updates.try_recv().expect("the restore was broadcast");
     assert_eq!(published.sequence, last + 1);
     assert_eq!(published.kind, sidepanel::hub::UpdateType::Snapshot);
-    assert_eq!(published.payload["restored_from"]["sequence"], point);
+    assert_eq!(
+        published.payload.value()["restored_from"]["sequence"],
+        point
+    );
     let mut now = live_json(&rig.handle);
     assert_eq!(now["sequence"], last + 1);
     now["sequence"] = point.into();

@@ -10,6 +10,7 @@
 mod alerts;
 pub mod coalesce;
 mod day;
+mod payload;
 pub mod state;
 pub mod update;
 mod venice;
@@ -30,7 +31,7 @@ use crate::util::{epoch_ms, from_epoch_ms};
 use coalesce::Coalescer;
 pub use state::State;
 use update::UpdateLog;
-pub use update::{Since, Sink, StateUpdate, Stored, UpdateSource, UpdateType};
+pub use update::{Payload, Since, Sink, StateUpdate, Stored, UpdateSource, UpdateType};
 use venice::HeaderEvent;
 
 /// Messages from producers (proxy, Lean, ingest) to the hub.
@@ -313,15 +314,20 @@ impl Hub {
                     .session_id
                     .as_ref()
                     .and_then(|s| state.sessions.get(s));
-                let payload = json!({
-                    "request": &record,
-                    "model": key,
-                    "model_totals": state.models.get(&key),
-                    "session_totals": session.map(|s| &s.totals),
-                    "totals": state.totals,
-                    "today": state.today,
+                let payload = Payload::encode(&payload::UsagePayload {
+                    model: &key,
+                    model_totals: state.models.get(&key),
+                    request: &record,
+                    session_totals: session.map(|s| &s.totals),
+                    today: &state.today,
+                    totals: &state.totals,
                 });
-                log.publish(UpdateType::Usage, UpdateSource::Venice, now, payload);
+                match payload {
+                    Ok(payload) => {
+                        log.publish(UpdateType::Usage, UpdateSource::Venice, now, payload);
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot encode a usage update"),
+                }
                 if applied.health_changed {
                     let payload = json!({"upstream": state.upstream});
                     log.publish(UpdateType::Health, UpdateSource::Gateway, now, payload);

@@ -17,9 +17,11 @@ use std::sync::{Arc, OnceLock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 
+pub use super::payload::Payload;
+
 /// Updates kept for `since` requests (a reconnecting dashboard catches up from them; an
-/// older one gets the whole state). Each holds its payload as a JSON tree, ~5 KB for a
-/// `usage` update: 1,024 of them are ~5 MiB, 4,096 were ~25 MiB of a 42 MiB process.
+/// older one gets the whole state). A `usage` update holds its payload as text; as a tree it
+/// took ~5 KB (1,024 of those were ~5 MiB, 4,096 were ~25 MiB of a 42 MiB process).
 pub const HISTORY: usize = 1024;
 /// Updates a live subscriber may fall behind before it must resync.
 pub const BROADCAST_CAPACITY: usize = 1024;
@@ -66,7 +68,7 @@ pub struct StateUpdate {
     pub timestamp: u64,
     /// Monotonic per process start.
     pub sequence: u64,
-    pub payload: serde_json::Value,
+    pub payload: Payload,
     pub source: UpdateSource,
     /// This update as JSON, encoded on first use ([`StateUpdate::json`]).
     #[serde(skip)]
@@ -78,14 +80,14 @@ impl StateUpdate {
         kind: UpdateType,
         timestamp: u64,
         sequence: u64,
-        payload: serde_json::Value,
+        payload: impl Into<Payload>,
         source: UpdateSource,
     ) -> Self {
         Self {
             kind,
             timestamp,
             sequence,
-            payload,
+            payload: payload.into(),
             source,
             json: OnceLock::new(),
         }
@@ -224,7 +226,7 @@ impl UpdateLog {
         kind: UpdateType,
         source: UpdateSource,
         timestamp: u64,
-        payload: serde_json::Value,
+        payload: impl Into<Payload>,
     ) -> u64 {
         let sequence = self.next;
         self.next += 1;
@@ -336,7 +338,7 @@ mod tests {
         );
         assert!(Arc::ptr_eq(&first, &u[0].json().unwrap()), "encoded once");
         let mut copy = (*u[0]).clone();
-        copy.payload = serde_json::json!({"diem": 2});
+        copy.payload = serde_json::json!({"diem": 2}).into();
         assert!(copy.json().unwrap().contains(r#""diem":2"#));
     }
 

@@ -142,8 +142,10 @@ mod tests {
         while let Ok(u) = rx.try_recv() {
             let kind = serde_json::to_value(u.kind).unwrap_or_default();
             let value = match u.kind {
-                UpdateType::Balance => u.payload["balance"]["diem"].as_f64().unwrap_or(-1.0),
-                _ => u.payload["limits"]["requests"]["remaining"]
+                UpdateType::Balance => u.payload.value()["balance"]["diem"]
+                    .as_f64()
+                    .unwrap_or(-1.0),
+                _ => u.payload.value()["limits"]["requests"]["remaining"]
                     .as_f64()
                     .unwrap_or(-1.0),
             };

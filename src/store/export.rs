@@ -153,7 +153,8 @@ fn markdown(s: &SessionSummary, updates: &[StateUpdate]) -> String {
     let mut others = String::new();
     for u in updates {
         if u.kind == UpdateType::Usage {
-            let r = u.payload.get("request").unwrap_or(&Value::Null);
+            let payload = u.payload.value();
+            let r = payload.get("request").unwrap_or(&Value::Null);
             let model = r.get("model").and_then(Value::as_str).unwrap_or("unknown");
             by_model.entry(model.to_owned()).or_default().add(r);
             all.add(r);

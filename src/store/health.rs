@@ -245,7 +245,7 @@ fn oldest_timestamp(pending: &[Stored]) -> Option<u64> {
 
 /// A `health` update the hub published for a store status change.
 fn is_status_report(u: &crate::hub::StateUpdate) -> bool {
-    u.kind == UpdateType::Health && u.payload.get("store").is_some()
+    u.kind == UpdateType::Health && u.payload.value().get("store").is_some()
 }
 
 #[cfg(test)]
@@ -361,7 +361,7 @@ mod tests {
         };
         let statuses: Vec<_> = updates
             .iter()
-            .map(|u| u.payload["store"]["status"].clone())
+            .map(|u| u.payload.value()["store"]["status"].clone())
             .collect();
         assert_eq!(statuses, ["failing", "ok"]);
         // Replay ignores it and still equals the live state (which serializes without it).
@@ -380,10 +380,12 @@ mod tests {
         );
         let restore = rx.try_recv().expect("snapshot update");
         assert_eq!(
-            restore.payload["store"]["status"], "failing",
+            restore.payload.value()["store"]["status"],
+            "failing",
             "clients keep seeing it"
         );
-        let back = crate::hub::State::from_json(&restore.payload, restore.sequence).expect("state");
+        let back = crate::hub::State::from_json(&restore.payload.value(), restore.sequence)
+            .expect("state");
         assert!(back.store.is_none());
         assert_eq!(
             handle.snapshot_json(SystemTime::now())["store"]["status"],

@@ -8,6 +8,9 @@
 //! `"session.idle"`) or `payload.event`, and the OpenCode message it maps to in
 //! `payload.message_id` (also `messageID`), which a restore can hand to OpenCode's revert API.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::hub::{StateUpdate, UpdateType};
@@ -18,10 +21,35 @@ fn str_at<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
+/// Just the session of a `usage` payload the hub encoded as text, read without a tree.
+#[derive(Deserialize)]
+struct UsageSession<'a> {
+    #[serde(borrow)]
+    request: RequestSession<'a>,
+}
+
+#[derive(Deserialize)]
+struct RequestSession<'a> {
+    #[serde(borrow, default)]
+    session_id: Option<Cow<'a, str>>,
+}
+
 /// The OpenCode session an update belongs to, if any (global updates have none).
-pub fn session_of(u: &StateUpdate) -> Option<&str> {
-    let p = &u.payload;
-    match u.kind {
+pub fn session_of(u: &StateUpdate) -> Option<Cow<'_, str>> {
+    if let (UpdateType::Usage, Some(text)) = (u.kind, u.payload.text()) {
+        let p: UsageSession<'_> = serde_json::from_str(text).ok()?;
+        return p.request.session_id.filter(|s| !s.is_empty());
+    }
+    let owned = |s: Option<&str>| s.map(|s| Cow::Owned(s.to_owned()));
+    let p = u.payload.value();
+    match p {
+        Cow::Borrowed(p) => tree_session(u.kind, p).map(Cow::Borrowed),
+        Cow::Owned(p) => owned(tree_session(u.kind, &p)),
+    }
+}
+
+fn tree_session(kind: UpdateType, p: &Value) -> Option<&str> {
+    match kind {
         UpdateType::Usage => p.get("request").and_then(|r| str_at(r, &["session_id"])),
         _ => str_at(p, &["session", "session_id", "sessionID", "sessionId"])
             .or_else(|| p.get("session").and_then(|s| str_at(s, &["id"]))),
@@ -29,21 +57,25 @@ pub fn session_of(u: &StateUpdate) -> Option<&str> {
 }
 
 /// The OpenCode message an update maps to, if any.
-pub fn message_of(u: &StateUpdate) -> Option<&str> {
-    str_at(&u.payload, &["message_id", "messageID", "messageId"])
+pub fn message_of(u: &StateUpdate) -> Option<String> {
+    str_at(
+        &u.payload.value(),
+        &["message_id", "messageID", "messageId"],
+    )
+    .map(str::to_owned)
 }
 
-/// The OpenCode event names an update carries (`events: [...]` or `event`).
-fn events(u: &StateUpdate) -> Vec<&str> {
-    match u.payload.get("events").and_then(Value::as_array) {
+/// The OpenCode event names a payload carries (`events: [...]` or `event`).
+fn events(p: &Value) -> Vec<&str> {
+    match p.get("events").and_then(Value::as_array) {
         Some(list) => list.iter().filter_map(Value::as_str).collect(),
-        None => str_at(&u.payload, &["event"]).into_iter().collect(),
+        None => str_at(p, &["event"]).into_iter().collect(),
     }
 }
 
 /// Whether the update says an OpenCode session went idle (a checkpoint).
 pub fn is_idle(u: &StateUpdate) -> bool {
-    u.kind == UpdateType::Session && events(u).contains(&"session.idle")
+    u.kind == UpdateType::Session && events(&u.payload.value()).contains(&"session.idle")
 }
 
 /// Whether the update is a finished proxied request.
@@ -53,7 +85,7 @@ pub fn is_request(u: &StateUpdate) -> bool {
 
 /// Short human label for the timeline and the Markdown export.
 pub fn label(u: &StateUpdate) -> String {
-    let p = &u.payload;
+    let p = &*u.payload.value();
     match u.kind {
         UpdateType::Usage => {
             let r = p.get("request").unwrap_or(&Value::Null);
@@ -74,7 +106,7 @@ pub fn label(u: &StateUpdate) -> String {
             }
         }
         UpdateType::Session => {
-            let names = events(u);
+            let names = events(p);
             if names.is_empty() {
                 "session update".to_owned()
             } else {
@@ -112,7 +144,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::hub::UpdateSource;
+    use crate::hub::{Payload, UpdateSource};
 
     fn update(kind: UpdateType, payload: Value) -> StateUpdate {
         StateUpdate::new(kind, 1, 1, payload, UpdateSource::Opencode)
@@ -124,14 +156,34 @@ mod tests {
             UpdateType::Usage,
             json!({"request": {"session_id": "ses_a", "model": "m", "usage": {"total_tokens": 7}, "outcome": "ok"}}),
         );
-        assert_eq!(session_of(&u), Some("ses_a"));
+        assert_eq!(session_of(&u).as_deref(), Some("ses_a"));
         assert_eq!(label(&u), "m: 7 tokens (ok)");
+        // The same payload as the hub sends it: encoded text.
+        let text = StateUpdate::new(
+            UpdateType::Usage,
+            1,
+            1,
+            Payload::encode(&u.payload).expect("encode"),
+            UpdateSource::Venice,
+        );
+        assert!(text.payload.text().is_some());
+        assert_eq!(session_of(&text).as_deref(), Some("ses_a"));
+        assert_eq!(label(&text), "m: 7 tokens (ok)");
+        let anonymous = json!({"request": {"session_id": null, "model": "m"}});
+        let anonymous = StateUpdate::new(
+            UpdateType::Usage,
+            1,
+            1,
+            Payload::encode(&anonymous).expect("encode"),
+            UpdateSource::Venice,
+        );
+        assert_eq!(session_of(&anonymous), None);
         let idle = update(
             UpdateType::Session,
             json!({"events": ["message.updated", "session.idle"], "session": "ses_b", "messageID": "msg_1"}),
         );
-        assert_eq!(session_of(&idle), Some("ses_b"));
-        assert_eq!(message_of(&idle), Some("msg_1"));
+        assert_eq!(session_of(&idle).as_deref(), Some("ses_b"));
+        assert_eq!(message_of(&idle).as_deref(), Some("msg_1"));
         assert!(is_idle(&idle));
         assert_eq!(label(&idle), "message.updated, session.idle");
         let global = update(UpdateType::Balance, json!({"balance": {}}));

@@ -119,7 +119,8 @@ impl<'a> Db<'a> {
         if update.kind != UpdateType::Snapshot {
             return Ok(());
         }
-        let from = update.payload.get("restored_from");
+        let payload = update.payload.value();
+        let from = payload.get("restored_from");
         let id = from
             .and_then(|f| f.get("snapshot_id"))
             .and_then(serde_json::Value::as_i64);
@@ -216,7 +217,7 @@ impl<'a> Db<'a> {
             .optional()
             .on(self.path)?;
         Ok(match sealed {
-            Some(s) => points::message_of(&self.decode_event(sequence, &s)?).map(str::to_owned),
+            Some(s) => points::message_of(&self.decode_event(sequence, &s)?),
             None => None,
         })
     }
@@ -319,7 +320,7 @@ impl<'a> Db<'a> {
                 snapshot_id: None,
                 kind_detail: points::type_name(update.kind).to_owned(),
                 label: points::label(&update),
-                message_id: points::message_of(&update).map(str::to_owned),
+                message_id: points::message_of(&update),
             });
         }
         let mut stmt = self

@@ -37,13 +37,19 @@ use crate::ingest::{OpencodeSession, PluginStatus, Remembered};
 use crate::opencode::{LinkStatus, RevertOutcome};
 use crate::util::from_epoch_ms;
 
-fn field<'a>(u: &'a StateUpdate, name: &str) -> Result<&'a Value, StoreError> {
-    u.payload.get(name).ok_or_else(|| {
+fn field<'a>(u: &StateUpdate, p: &'a Value, name: &str) -> Result<&'a Value, StoreError> {
+    p.get(name).ok_or_else(|| {
         StoreError::decode(
             format!("update {}", u.sequence),
             format!("its payload has no `{name}`"),
         )
     })
+}
+
+/// A `usage` payload as the hub encodes it; replay needs only the request.
+#[derive(Deserialize)]
+struct UsageDe {
+    request: RequestRecord,
 }
 
 fn parse<'a, T: Deserialize<'a>>(u: &StateUpdate, v: &'a Value) -> Result<T, StoreError> {
@@ -54,17 +60,26 @@ impl State {
     /// Applies one stored update, as the hub did when it published it. The state's `sequence`
     /// becomes the update's.
     pub fn apply_update(&mut self, u: &StateUpdate) -> Result<(), StoreError> {
+        if let (UpdateType::Usage, Some(text)) = (u.kind, u.payload.text()) {
+            // The hub's own encoding: the request is read straight from the text.
+            let p: UsageDe = serde_json::from_str(text)
+                .map_err(|e| StoreError::decode(format!("update {}", u.sequence), e))?;
+            self.record_request(&p.request, from_epoch_ms(u.timestamp));
+            self.sequence = u.sequence;
+            return Ok(());
+        }
+        let p = &*u.payload.value();
         match u.kind {
             UpdateType::Usage => {
                 // Exactly what the hub did with the finished request (same method, same
                 // time); the updates it returned were published (and are replayed) on their own.
-                let record: RequestRecord = parse(u, field(u, "request")?)?;
+                let record: RequestRecord = parse(u, field(u, p, "request")?)?;
                 self.record_request(&record, from_epoch_ms(u.timestamp));
             }
-            UpdateType::Balance => self.balance = parse::<Balance>(u, field(u, "balance")?)?,
+            UpdateType::Balance => self.balance = parse::<Balance>(u, field(u, p, "balance")?)?,
             UpdateType::RateLimit => {
-                let model: String = parse(u, field(u, "model")?)?;
-                match parse::<Option<ModelLimits>>(u, field(u, "limits")?)? {
+                let model: String = parse(u, field(u, p, "model")?)?;
+                match parse::<Option<ModelLimits>>(u, field(u, p, "limits")?)? {
                     Some(limits) => {
                         self.rate_limits.insert(model, limits);
                     }
@@ -75,66 +90,60 @@ impl State {
             }
             UpdateType::Health => {
                 // A store status change carries `store` too: live only, not replayed.
-                self.upstream = parse::<UpstreamHealth>(u, field(u, "upstream")?)?;
-                if let Some(v) = u.payload.get("opencode_link") {
+                self.upstream = parse::<UpstreamHealth>(u, field(u, p, "upstream")?)?;
+                if let Some(v) = p.get("opencode_link") {
                     self.opencode_link = parse::<LinkStatus>(u, v)?;
                 }
             }
             UpdateType::Proof => {
-                let file: String = parse(u, field(u, "file")?)?;
-                self.proof.insert(file, field(u, "state")?.clone());
+                let file: String = parse(u, field(u, p, "file")?)?;
+                self.proof.insert(file, field(u, p, "state")?.clone());
             }
             UpdateType::Alert => {
-                if let Some(v) = u.payload.get("alerts") {
+                if let Some(v) = p.get("alerts") {
                     self.alerts = parse::<Alerts>(u, v)?;
                 }
-                if let Some(v) = u.payload.get("revert") {
+                if let Some(v) = p.get("revert") {
                     self.opencode_link.last_revert = Some(parse::<RevertOutcome>(u, v)?);
                 }
-                self.apply_plugin(u)?;
+                self.apply_plugin(u, p)?;
             }
-            UpdateType::Snapshot => *self = State::from_json(&u.payload, u.sequence)?,
+            UpdateType::Snapshot => *self = State::from_json(p, u.sequence)?,
             UpdateType::Session => {
-                self.apply_plugin(u)?;
-                self.apply_session(u)?;
+                self.apply_plugin(u, p)?;
+                self.apply_session(u, p)?;
             }
         }
         self.sequence = u.sequence;
         Ok(())
     }
 
-    fn apply_plugin(&mut self, u: &StateUpdate) -> Result<(), StoreError> {
-        if let Some(v) = u.payload.get("plugin") {
+    fn apply_plugin(&mut self, u: &StateUpdate, p: &Value) -> Result<(), StoreError> {
+        if let Some(v) = p.get("plugin") {
             self.plugin = parse::<PluginStatus>(u, v)?;
         }
         Ok(())
     }
 
-    fn apply_session(&mut self, u: &StateUpdate) -> Result<(), StoreError> {
-        let Some(id) = u.payload.get("session").and_then(serde_json::Value::as_str) else {
+    fn apply_session(&mut self, u: &StateUpdate, p: &Value) -> Result<(), StoreError> {
+        let Some(id) = p.get("session").and_then(serde_json::Value::as_str) else {
             return Ok(());
         };
-        let at = match u.payload.get("last_active") {
+        let at = match p.get("last_active") {
             Some(v) => from_epoch_ms(parse::<u64>(u, v)?),
             None => from_epoch_ms(u.timestamp),
         };
         self.touch_session(id, at);
-        let opencode = u
-            .payload
+        let opencode = p
             .get("opencode")
             .map(|v| parse::<OpencodeSession>(u, v))
             .transpose()?;
-        let remembered = u
-            .payload
+        let remembered = p
             .get("remembered")
             .map(|v| parse::<Vec<Remembered>>(u, v))
             .transpose()?
             .unwrap_or_default();
-        let totals = u
-            .payload
-            .get("totals")
-            .map(|v| parse::<Totals>(u, v))
-            .transpose()?;
+        let totals = p.get("totals").map(|v| parse::<Totals>(u, v)).transpose()?;
         if let Some(s) = self.sessions.get_mut(id) {
             match opencode {
                 Some(o) => s.opencode.replay(o, &remembered),

@@ -274,7 +274,7 @@ impl Writer {
                 ])
             })
             .on(&path)?;
-            if let Some(id) = session {
+            if let Some(id) = &session {
                 tx.prepare_cached(
                     "INSERT INTO sessions (id, first_sequence, last_sequence, first_timestamp, \
                      last_timestamp, events, requests, bytes) VALUES (?1, ?2, ?2, ?3, ?3, 1, ?4, ?5) \
@@ -315,7 +315,14 @@ impl Writer {
                 None
             };
             if let Some(reason) = reason {
-                insert_snapshot(&tx, &self.crypto, &path, &self.state, reason, session)?;
+                insert_snapshot(
+                    &tx,
+                    &self.crypto,
+                    &path,
+                    &self.state,
+                    reason,
+                    session.as_deref(),
+                )?;
                 self.since_snapshot = 0;
             }
         }

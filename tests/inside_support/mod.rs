@@ -293,8 +293,9 @@ pub async fn lean_restart_delays(
             .await
             .expect("lean status updates keep coming")
             .expect("hub");
-        let server = &u.payload["state"]["server"];
-        if u.payload["file"] != sidepanel::lean::SERVER_KEY || server["status"] != "disconnected" {
+        let p = u.payload.value();
+        let server = &p["state"]["server"];
+        if p["file"] != sidepanel::lean::SERVER_KEY || server["status"] != "disconnected" {
             continue;
         }
         let error = server["error"].as_str().unwrap_or_default();

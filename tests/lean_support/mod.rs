@@ -108,10 +108,10 @@ impl Updates {
                     "{file}: the expected update did not arrive within {within:?}; seen: {seen:#?}"
                 ),
             };
-            if update.kind != UpdateType::Proof || update.payload["file"] != file {
+            if update.kind != UpdateType::Proof || update.payload.value()["file"] != file {
                 continue;
             }
-            let state = update.payload["state"].clone();
+            let state = update.payload.value()["state"].clone();
             if pred(&state) {
                 return state;
             }
