@@ -199,7 +199,7 @@ pub fn build(
 
     // Browsers reach the WebSocket server through the gateway's `/ws` route.
     let ws_config = WsConfig {
-        allowed_hosts: config.allowed_hosts.clone(),
+        hosts: crate::access::HostPolicy::new(&config.allowed_hosts),
         token: Some(token.clone()),
         ..WsConfig::default()
     };

@@ -21,18 +21,18 @@ pub enum CommandError {
     #[error("install: {0}")]
     Install(#[from] crate::install::InstallError),
     #[error("sessions: {0}")]
-    Sessions(#[from] crate::store::cli::SessionsError),
+    Sessions(crate::store::cli::CliError),
     /// A `key` command, or reading the stored key for `serve`/`check-config`.
     #[error("{0}")]
-    Key(crate::store::keys::KeyError),
+    Key(crate::store::cli::CliError),
     #[error("simulate: {0}")]
     Simulate(std::io::Error),
 }
 
-impl From<crate::store::keys::KeyError> for CommandError {
-    fn from(e: crate::store::keys::KeyError) -> Self {
+impl From<crate::store::cli::CliError> for CommandError {
+    fn from(e: crate::store::cli::CliError) -> Self {
         match e {
-            crate::store::keys::KeyError::Config(e) => Self::Config(e),
+            crate::store::cli::CliError::Config(e) => Self::Config(e),
             e => Self::Key(e),
         }
     }
@@ -71,7 +71,8 @@ pub fn execute(cli: Cli) -> Result<(), CommandError> {
             crate::install::run(&args, &mut std::io::stdout().lock())?;
         }
         Command::Sessions(cmd) => {
-            crate::store::cli::run(&cmd, &mut std::io::stdout().lock())?;
+            crate::store::cli::run(&cmd, &mut std::io::stdout().lock())
+                .map_err(CommandError::Sessions)?;
         }
         Command::Key(cmd) => {
             let mut input = std::io::stdin().lock();

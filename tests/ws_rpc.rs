@@ -196,7 +196,7 @@ async fn foreign_origins_and_hosts_get_403_and_a_wrong_token_401() {
 
     let env = start(WsConfig {
         token: Some("tok-1234".into()),
-        allowed_hosts: vec!["panel.lan".into()],
+        hosts: sidepanel::access::HostPolicy::new(&["panel.lan"]),
         ..WsConfig::default()
     })
     .await;

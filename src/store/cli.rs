@@ -12,24 +12,24 @@ use super::{ExportFormat, Reader, StoreError};
 use crate::cli::{ServeArgs, SessionsCommand};
 use crate::config::{self, ConfigError};
 
-/// Why `sessions` failed.
+/// Why a store command from the command line (`sessions`, `key`) failed.
 #[derive(Debug, thiserror::Error)]
-pub enum SessionsError {
+pub enum CliError {
     #[error("{0}")]
     Config(#[from] ConfigError),
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("{0}")]
     Usage(String),
-    #[error("cannot write {what}: {source}")]
-    Write {
+    #[error("cannot {what}: {source}")]
+    Io {
         what: String,
         #[source]
         source: std::io::Error,
     },
 }
 
-fn open(args: &ServeArgs) -> Result<Reader, SessionsError> {
+fn open(args: &ServeArgs) -> Result<Reader, CliError> {
     let mut overrides = args.overrides();
     // Only the store is read: no upstream is contacted, so none is required.
     overrides.upstream = Some("http://127.0.0.1:9/api/v1".into());
@@ -45,9 +45,9 @@ fn time(ms: u64) -> String {
 }
 
 /// Runs one `sessions` subcommand, printing to `out`.
-pub fn run(cmd: &SessionsCommand, out: &mut impl Write) -> Result<(), SessionsError> {
-    let stdout = |source| SessionsError::Write {
-        what: "standard output".into(),
+pub fn run(cmd: &SessionsCommand, out: &mut impl Write) -> Result<(), CliError> {
+    let stdout = |source| CliError::Io {
+        what: "write to standard output".into(),
         source,
     };
     match cmd {
@@ -56,7 +56,7 @@ pub fn run(cmd: &SessionsCommand, out: &mut impl Write) -> Result<(), SessionsEr
             let sessions = reader.sessions(*limit)?;
             if *json {
                 let text = serde_json::to_string_pretty(&sessions)
-                    .map_err(|e| SessionsError::Usage(e.to_string()))?;
+                    .map_err(|e| CliError::Usage(e.to_string()))?;
                 writeln!(out, "{text}").map_err(stdout)?;
                 return Ok(());
             }
@@ -90,13 +90,13 @@ pub fn run(cmd: &SessionsCommand, out: &mut impl Write) -> Result<(), SessionsEr
             output,
             serve,
         } => {
-            let format: ExportFormat = format.parse().map_err(SessionsError::Usage)?;
+            let format: ExportFormat = format.parse().map_err(CliError::Usage)?;
             let reader = open(serve)?;
             let text = reader.export(id, format)?;
             match output {
                 Some(path) => {
-                    std::fs::write(path, text).map_err(|source| SessionsError::Write {
-                        what: path.display().to_string(),
+                    std::fs::write(path, text).map_err(|source| CliError::Io {
+                        what: format!("write {}", path.display()),
                         source,
                     })?
                 }

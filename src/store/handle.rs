@@ -143,6 +143,13 @@ impl StoreHandle {
             .status(self.runner.is_running(), std::time::SystemTime::now())
     }
 
+    /// Keeps the hub's live state told of the store's status (`store` in the state and in
+    /// `/healthz`, a `health` update at each change of status; see `store/health.rs`). Reports
+    /// are sent while the store task runs (every [`super::health::REPORT_EVERY`]).
+    pub fn report_to(&self, hub: crate::hub::HubHandle) {
+        self.health.report_to(hub, self.runner.is_running());
+    }
+
     /// Makes the writer's own SQLite connection fail as a full disk or a read-only database
     /// would (real `SQLITE_FULL` / `SQLITE_READONLY` errors), or clears that. For fault tests.
     #[doc(hidden)]

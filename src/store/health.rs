@@ -206,15 +206,6 @@ impl Health {
     }
 }
 
-impl super::StoreHandle {
-    /// Keeps the hub's live state told of the store's status (`store` in the state and in
-    /// `/healthz`, a `health` update at each change of status); see the module docs. Reports
-    /// are sent while the store task runs (every [`REPORT_EVERY`]).
-    pub fn report_to(&self, hub: HubHandle) {
-        self.health.report_to(hub, self.runner.is_running());
-    }
-}
-
 /// Makes `conn` (the writer's) produce `fault` from now on.
 pub(super) fn simulate(
     conn: &rusqlite::Connection,

@@ -18,6 +18,7 @@ use std::path::Path;
 use rusqlite::{params, Connection};
 use zeroize::Zeroizing;
 
+pub use super::cli::CliError;
 use super::crypto::Crypto;
 use super::error::SqlContext;
 use super::{Reader, StoreConfig, StoreError};
@@ -28,23 +29,6 @@ use crate::config::{self, ApiKey, Config, ConfigError, Overrides};
 pub const SECRET: &str = "venice_api_key";
 /// Longest key accepted on standard input.
 const MAX_KEY: usize = 4096;
-
-/// Why a `key` command (or loading `serve`'s key) failed.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("{0}")]
-    Config(#[from] ConfigError),
-    #[error("{0}")]
-    Store(#[from] StoreError),
-    #[error("{0}")]
-    Usage(String),
-    #[error("cannot {what}: {source}")]
-    Io {
-        what: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
-}
 
 /// Where the Venice key `serve` uses comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +102,7 @@ fn store_config(overrides: &Overrides) -> Result<StoreConfig, ConfigError> {
 
 /// The configuration for `serve` and `check-config`, with the Venice key from
 /// `VENICE_API_KEY`, else `upstream.api_key_file`, else the stored key — and where it came from.
-pub fn load_config(overrides: &Overrides) -> Result<(Config, KeySource), KeyError> {
+pub fn load_config(overrides: &Overrides) -> Result<(Config, KeySource), CliError> {
     let first = match config::load(overrides) {
         Ok(c) if c.upstream.api_key.is_some() => {
             let source = if overrides.api_key.is_some() {
@@ -176,9 +160,9 @@ impl Drop for EchoOff {
 }
 
 /// Reads the key: one line from a terminal (echo off), else everything up to end of input.
-fn read_key(input: &mut impl BufRead, terminal: bool) -> Result<ApiKey, KeyError> {
-    let io = |source| KeyError::Io {
-        what: "read the key from standard input",
+fn read_key(input: &mut impl BufRead, terminal: bool) -> Result<ApiKey, CliError> {
+    let io = |source| CliError::Io {
+        what: "read the key from standard input".into(),
         source,
     };
     let mut text = Zeroizing::new(String::new());
@@ -196,17 +180,17 @@ fn read_key(input: &mut impl BufRead, terminal: bool) -> Result<ApiKey, KeyError
     }
     let key = text.trim();
     if key.len() > MAX_KEY {
-        return Err(KeyError::Usage(format!(
+        return Err(CliError::Usage(format!(
             "the key is longer than {MAX_KEY} bytes"
         )));
     }
     if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(KeyError::Usage(
+        return Err(CliError::Usage(
             "the key must be one word of printable characters (pipe just the key)".into(),
         ));
     }
     ApiKey::new(key).ok_or_else(|| {
-        KeyError::Usage(
+        CliError::Usage(
             "no key on standard input; e.g. `printf %s \"$KEY\" | sidepanel key set`".into(),
         )
     })
@@ -224,9 +208,9 @@ pub fn run(
     cmd: &KeyCommand,
     input: &mut impl BufRead,
     out: &mut impl Write,
-) -> Result<(), KeyError> {
-    let stdout = |source| KeyError::Io {
-        what: "write to standard output",
+) -> Result<(), CliError> {
+    let stdout = |source| CliError::Io {
+        what: "write to standard output".into(),
         source,
     };
     match cmd {
@@ -289,14 +273,14 @@ mod tests {
         assert_eq!(key.expose(), "sk-abc123");
         for bad in [&b""[..], b"\n  \n", b"two words", b"a\nb"] {
             assert!(
-                matches!(read_key(&mut &bad[..], false), Err(KeyError::Usage(_))),
+                matches!(read_key(&mut &bad[..], false), Err(CliError::Usage(_))),
                 "{bad:?}"
             );
         }
         let long = vec![b'k'; MAX_KEY + 10];
         assert!(matches!(
             read_key(&mut &long[..], false),
-            Err(KeyError::Usage(_))
+            Err(CliError::Usage(_))
         ));
     }
 

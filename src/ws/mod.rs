@@ -20,6 +20,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 
+use crate::access::HostPolicy;
 use crate::hub::HubHandle;
 use crate::services::Task;
 use methods::Methods;
@@ -37,8 +38,9 @@ pub trait LeanCommands: Send + Sync {
 /// Settings of the WebSocket server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WsConfig {
-    /// Host names or addresses accepted in `Host` and `Origin` besides loopback ones (any port).
-    pub allowed_hosts: Vec<String>,
+    /// Hosts accepted in `Host` and `Origin`: loopback ones and the configured `allowed_hosts`
+    /// (built once, checked at every handshake).
+    pub hosts: HostPolicy,
     /// When set, clients must present it as `?token=…` or `Sec-WebSocket-Protocol:
     /// sidepanel.<token>`.
     pub token: Option<String>,
@@ -56,7 +58,7 @@ pub const DEFAULT_CLIENT_QUEUE: usize = 256;
 impl Default for WsConfig {
     fn default() -> Self {
         Self {
-            allowed_hosts: Vec::new(),
+            hosts: HostPolicy::default(),
             token: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             client_queue: DEFAULT_CLIENT_QUEUE,

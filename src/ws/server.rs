@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::Instrument;
 
 use super::{client, WsConfig, WsServer};
-use crate::access::{same_secret, HostPolicy};
+use crate::access::same_secret;
 use crate::services::stopped;
 use pingora::server::ShutdownWatch;
 
@@ -234,7 +234,8 @@ pub fn check(req: &Request, config: &WsConfig) -> Result<Option<String>, Refusal
         ));
     }
     let headers = req.headers();
-    HostPolicy::new(&config.allowed_hosts)
+    config
+        .hosts
         .check(headers)
         .map_err(|denied| Refusal::new(StatusCode::FORBIDDEN, denied.message()))?;
     let offered: Vec<&str> = headers
@@ -284,7 +285,7 @@ mod tests {
 
     fn cfg(token: Option<&str>) -> WsConfig {
         WsConfig {
-            allowed_hosts: vec!["Panel.Example:8765".into()],
+            hosts: crate::access::HostPolicy::new(&["Panel.Example:8765"]),
             token: token.map(str::to_owned),
             ..WsConfig::default()
         }
