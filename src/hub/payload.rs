@@ -8,6 +8,8 @@
 //! tree); the store reads what it needs from the text with typed parsers (`store/points.rs`,
 //! `store/replay.rs`). Both forms serialize to the same JSON, and a payload read back from
 //! JSON is always a tree.
+//!
+//! `StateUpdate::json` encodes the envelope around the text without walking it again.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -97,8 +99,9 @@ impl<'de> Deserialize<'de> for Payload {
     }
 }
 
-/// The `usage` update's payload, encoded by the hub straight from its state (fields in the
-/// order a tree would sort them, so both forms give the same text).
+/// The `usage` update's payload, encoded by the hub straight from its state: the same JSON as
+/// the tree it replaced (top-level keys in the order a tree sorts them; inside the record they
+/// follow its declaration).
 #[derive(Serialize)]
 pub(crate) struct UsagePayload<'a> {
     pub model: &'a str,

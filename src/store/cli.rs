@@ -94,12 +94,10 @@ pub fn run(cmd: &SessionsCommand, out: &mut impl Write) -> Result<(), CliError> 
             let reader = open(serve)?;
             let text = reader.export(id, format)?;
             match output {
-                Some(path) => {
-                    std::fs::write(path, text).map_err(|source| CliError::Io {
-                        what: format!("write {}", path.display()),
-                        source,
-                    })?
-                }
+                Some(path) => std::fs::write(path, text).map_err(|source| CliError::Io {
+                    what: format!("write {}", path.display()),
+                    source,
+                })?,
                 None => out.write_all(text.as_bytes()).map_err(stdout)?,
             }
         }
