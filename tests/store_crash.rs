@@ -8,11 +8,13 @@
 //!
 //! Needs the store wired into `app::build` (see `docs/ARCHITECTURE.md`, "Storage").
 
+mod common;
+
 use std::collections::HashSet;
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,25 +22,14 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sidepanel::store::{Reader, RestoreTarget, StoreConfig};
 
+use common::child::Killed as Server;
+use common::free_addr;
+
 const KEY: &str = "sk-venice-crash-test-key-9d2f";
 const MARKER: &str = "MARKER-crash-5e8a1f";
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind :0");
-    l.local_addr().expect("addr")
-}
-
 fn serve(addr: SocketAddr, upstream: &str, data: &Path, config: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sidepanel"));
+    let mut c = common::child::sidepanel();
     c.args([
         "serve",
         "--listen",
@@ -51,8 +42,6 @@ fn serve(addr: SocketAddr, upstream: &str, data: &Path, config: &Path) -> Comman
     .arg("--config")
     .arg(config)
     .env("VENICE_API_KEY", KEY)
-    .env("SIDEPANEL_LOG", "warn")
-    .env_remove("SIDEPANEL_PASSPHRASE")
     .stdout(Stdio::null());
     c
 }

@@ -3,42 +3,30 @@
 //! `serve` uses it for upstream calls when no key comes from the environment or the config
 //! file — the simulator refuses any other bearer key — while `VENICE_API_KEY` still wins.
 
+mod common;
+
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
 
+use common::child::Killed;
+use common::free_addr;
+
 const KEY: &str = "sk-venice-stored-key-6b1d92";
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind :0");
-    l.local_addr().expect("addr")
-}
 
 /// `sidepanel <args> --data-dir <data> --config <config>` without any key in the environment.
 fn sidepanel(args: &[&str], data: &Path, config: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sidepanel"));
+    let mut c = common::child::sidepanel();
     c.args(args)
         .arg("--data-dir")
         .arg(data)
         .arg("--config")
         .arg(config)
         .env_remove("VENICE_API_KEY")
-        .env_remove("SIDEPANEL_PASSPHRASE")
-        .env_remove("SIDEPANEL_UPSTREAM")
-        .env("SIDEPANEL_LOG", "warn");
+        .env_remove("SIDEPANEL_UPSTREAM");
     c
 }
 
@@ -84,7 +72,7 @@ fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 async fn chat_status(mut serve: Command, upstream: &str) -> u16 {
     let addr = free_addr();
     serve.args(["--listen", &addr.to_string(), "--upstream", upstream]);
-    let _server = Server(
+    let _server = Killed(
         serve
             .stdout(Stdio::null())
             .stderr(Stdio::null())

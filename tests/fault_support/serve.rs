@@ -5,13 +5,15 @@
 
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 
 use tokio::net::TcpStream;
 
-/// A running `sidepanel serve`; killed and reaped on drop.
+use crate::common::child::Killed;
+
+/// A running `sidepanel serve`; killed and reaped on drop (its [`Killed`] guard).
 pub struct Served {
-    child: Child,
+    child: Killed,
     pub addr: SocketAddr,
     _data: tempfile::TempDir,
 }
@@ -25,7 +27,7 @@ impl Served {
             l.local_addr().expect("addr")
         };
         let data = tempfile::tempdir().expect("data dir");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sidepanel"));
+        let mut cmd = crate::common::child::sidepanel();
         cmd.args([
             "serve",
             "--listen",
@@ -39,7 +41,6 @@ impl Served {
         // pingora logs each client that leaves mid-head as an error; the idle tests make many.
         .env("SIDEPANEL_LOG", "warn,pingora_proxy=off")
         .env_remove("SIDEPANEL_CONFIG")
-        .env_remove("SIDEPANEL_PASSPHRASE")
         .stdin(Stdio::null())
         .stdout(Stdio::null());
         if let Some(soft) = nofile_soft {
@@ -61,7 +62,7 @@ impl Served {
                 });
             }
         }
-        let child = cmd.spawn().expect("spawn sidepanel serve");
+        let child = Killed(cmd.spawn().expect("spawn sidepanel serve"));
         let served = Self {
             child,
             addr,
@@ -78,7 +79,7 @@ impl Served {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.0.id()
     }
 
     /// Open fds of the child.
@@ -104,12 +105,5 @@ impl Served {
             last = now;
         }
         last
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
