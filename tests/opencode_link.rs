@@ -88,18 +88,7 @@ async fn a_prompt_through_opencode_serve_reaches_ws_and_the_link_survives_a_rest
     let cost = info["cost"].as_f64().unwrap_or(0.0);
     assert!((oc_state["cost"].as_f64().unwrap_or(-1.0) - cost).abs() < 1e-9);
     // Every assistant message OpenCode holds is counted exactly once.
-    let messages: Value = oc
-        .request(
-            reqwest::Method::GET,
-            &format!("/session/{sid}/message"),
-            Duration::from_secs(30),
-        )
-        .send()
-        .await
-        .expect("GET messages")
-        .json()
-        .await
-        .expect("messages JSON");
+    let messages = oc.get_json(&format!("/session/{sid}/message")).await;
     let assistants = messages
         .as_array()
         .expect("message list")
@@ -218,18 +207,7 @@ async fn a_restore_reverts_the_opencode_session() {
     assert_eq!(revert["session_id"], sid.as_str(), "{restored}");
     assert_eq!(revert["message_id"], message.as_str(), "{restored}");
     // OpenCode now has the session reverted at that message.
-    let session: Value = oc
-        .request(
-            reqwest::Method::GET,
-            &format!("/session/{sid}"),
-            Duration::from_secs(30),
-        )
-        .send()
-        .await
-        .expect("GET session")
-        .json()
-        .await
-        .expect("session JSON");
+    let session = oc.get_json(&format!("/session/{sid}")).await;
     assert_eq!(
         session["revert"]["messageID"],
         message.as_str(),

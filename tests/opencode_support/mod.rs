@@ -149,6 +149,17 @@ impl OpencodeServer {
         }
     }
 
+    /// `GET path` as JSON (30 s at most); panics naming `path` when it fails.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.request(reqwest::Method::GET, path, Duration::from_secs(30))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
+    }
+
     /// Creates a session (with a title, so OpenCode makes no title call) and sends one prompt
     /// synchronously; returns the session id and the assistant message OpenCode answered.
     pub async fn prompt(&self, text: &str) -> (String, Value) {
@@ -220,18 +231,7 @@ pub fn link_is(state: LinkState) -> impl Fn(&State) -> Option<LinkStatus> {
 
 /// Sums OpenCode's own view of a session: assistant messages, their input tokens and cost.
 pub async fn opencode_totals(oc: &OpencodeServer, sid: &str) -> (u64, u64, f64) {
-    let messages: Value = oc
-        .request(
-            reqwest::Method::GET,
-            &format!("/session/{sid}/message"),
-            Duration::from_secs(30),
-        )
-        .send()
-        .await
-        .expect("GET messages")
-        .json()
-        .await
-        .expect("messages JSON");
+    let messages = oc.get_json(&format!("/session/{sid}/message")).await;
     let list = messages.as_array().cloned().unwrap_or_default();
     let assistants: Vec<&Value> = list
         .iter()
