@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::hub::{StateUpdate, UpdateType};
+use crate::hub::{Payload, StateUpdate, UpdateType};
 
 fn str_at<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a str> {
     keys.iter()
@@ -36,15 +36,16 @@ struct RequestSession<'a> {
 
 /// The OpenCode session an update belongs to, if any (global updates have none).
 pub fn session_of(u: &StateUpdate) -> Option<Cow<'_, str>> {
-    if let (UpdateType::Usage, Some(text)) = (u.kind, u.payload.text()) {
-        let p: UsageSession<'_> = serde_json::from_str(text).ok()?;
-        return p.request.session_id.filter(|s| !s.is_empty());
-    }
-    let owned = |s: Option<&str>| s.map(|s| Cow::Owned(s.to_owned()));
-    let p = u.payload.value();
-    match p {
-        Cow::Borrowed(p) => tree_session(u.kind, p).map(Cow::Borrowed),
-        Cow::Owned(p) => owned(tree_session(u.kind, &p)),
+    match &u.payload {
+        Payload::Tree(p) => tree_session(u.kind, p).map(Cow::Borrowed),
+        // The hub's own encoding of a finished request: read without building a tree.
+        Payload::Text(text) if u.kind == UpdateType::Usage => {
+            let p: UsageSession<'_> = serde_json::from_str(text.get()).ok()?;
+            p.request.session_id.filter(|s| !s.is_empty())
+        }
+        Payload::Text(_) => {
+            tree_session(u.kind, &u.payload.value()).map(|s| Cow::Owned(s.to_owned()))
+        }
     }
 }
 
@@ -144,7 +145,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::hub::{Payload, UpdateSource};
+    use crate::hub::UpdateSource;
 
     fn update(kind: UpdateType, payload: Value) -> StateUpdate {
         StateUpdate::new(kind, 1, 1, payload, UpdateSource::Opencode)
