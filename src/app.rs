@@ -30,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::refresh::{HealthProbe, Refresh};
 use crate::services::{Supervised, Task};
 use crate::store::{Store, StoreHandle};
-use crate::ws::{WsConfig, WsError, WsServer, WsTask};
+use crate::ws::{WsConfig, WsServer};
 
 /// Longest wait for the store to commit what is queued when the server stops.
 const STORE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -74,21 +74,26 @@ impl Shutdown {
     }
 }
 
-struct Signals(Shutdown);
+/// What stops the server: [`Shutdown::trigger`], Ctrl-C or SIGTERM. Before pingora stops the
+/// runtimes (which drops every task at once), WebSocket clients are closed with 1001.
+struct Signals {
+    shutdown: Shutdown,
+    ws: Arc<WsServer>,
+}
 
-#[async_trait]
-impl ShutdownSignalWatch for Signals {
-    async fn recv(&self) -> ShutdownSignal {
+impl Signals {
+    async fn wait(&self) -> ShutdownSignal {
+        let notified = &self.shutdown.0;
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(s) => s,
                 Err(_) => {
-                    self.0 .0.notified().await;
+                    notified.notified().await;
                     return ShutdownSignal::FastShutdown;
                 }
             };
         tokio::select! {
-            _ = self.0 .0.notified() => ShutdownSignal::FastShutdown,
+            _ = notified.notified() => ShutdownSignal::FastShutdown,
             _ = tokio::signal::ctrl_c() => {
                 tracing::info!("interrupted; shutting down");
                 ShutdownSignal::FastShutdown
@@ -101,6 +106,15 @@ impl ShutdownSignalWatch for Signals {
     }
 }
 
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        let signal = self.wait().await;
+        self.ws.close_all().await;
+        signal
+    }
+}
+
 /// What was built, for callers that want to watch it (tests, demo).
 pub struct Built {
     pub server: Server,
@@ -109,6 +123,8 @@ pub struct Built {
     pub store: Option<StoreHandle>,
     /// The per-install token (`/events`, `/ws`; the dashboard page carries it).
     pub token: String,
+    /// The WebSocket server behind `/ws` (its clients are closed before the server stops).
+    pub ws: Arc<WsServer>,
 }
 
 /// Builds the server for `config`, plus any `extra` background services (demo, simulator).
@@ -210,10 +226,7 @@ pub fn build(
         ws = ws.with_store(store.clone());
     }
     ws = ws.with_opencode(link);
-    let ws_task = WsTask::bind(Arc::new(ws), SocketAddr::from(([127, 0, 0, 1], 0)))
-        .map_err(|WsError::Bind { addr, source }| AppError::Bind { addr, source })?;
-    let ws_addr = ws_task.local_addr();
-    server.add_service(background_service("ws", Supervised(Arc::new(ws_task))));
+    let ws = Arc::new(ws);
 
     let gateway = Gateway::new(
         upstream,
@@ -221,7 +234,7 @@ pub fn build(
         metrics,
         config.limits.clone(),
         admission,
-        ws_addr,
+        ws.clone(),
         ingest,
     );
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
@@ -273,6 +286,7 @@ pub fn build(
         hub: handle,
         store,
         token,
+        ws,
     })
 }
 
@@ -312,7 +326,10 @@ pub fn run(
     let built = build(config, extra)?;
     tracing::info!(listen = %config.listen, upstream = %config.upstream.url, "sidepanel running");
     built.server.run(RunArgs {
-        shutdown_signal: Box::new(Signals(shutdown)),
+        shutdown_signal: Box::new(Signals {
+            shutdown,
+            ws: built.ws,
+        }),
     });
     if let Some(store) = built.store {
         store.close(STORE_CLOSE_TIMEOUT);
@@ -363,7 +380,10 @@ pub fn start(
 ) -> Result<Running, AppError> {
     let built = build(config, extra)?;
     let shutdown = Shutdown::new();
-    let signals = Signals(shutdown.clone());
+    let signals = Signals {
+        shutdown: shutdown.clone(),
+        ws: built.ws,
+    };
     let server = built.server;
     let thread = std::thread::Builder::new()
         .name("sidepanel-server".into())

@@ -9,6 +9,7 @@ use serde_json::json;
 use sidepanel::simulator::{self, SimConfig};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use ws_common::Client;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,4 +184,34 @@ async fn a_foreign_site_cannot_spend_through_the_gateway() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_gateway_closes_websocket_clients_with_going_away() {
+    let sim = simulator::spawn(SimConfig::default()).await.unwrap();
+    let gw = gateway(config(&sim.base_url())).await;
+    let mut ws = Client::connect_gateway(&gw).await;
+    assert!(ws.call("state.get", None).await["result"]["sequence"].is_u64());
+    let stop = tokio::task::spawn_blocking(move || gw.stop());
+    let (code, reason) = ws.close_frame().await;
+    assert_eq!(code, CloseCode::Away);
+    assert!(reason.contains("shutting down"), "{reason}");
+    stop.await.expect("stop task").expect("the gateway stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_of_the_websocket_path_without_an_upgrade_is_a_clear_400() {
+    let sim = simulator::spawn(SimConfig::default()).await.unwrap();
+    let gw = gateway(config(&sim.base_url())).await;
+    let resp = client()
+        .get(format!("http://{}/ws?token={}", gw.addr, gw.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("not a WebSocket upgrade"), "{body}");
+    // The gateway still upgrades a real client afterwards.
+    let mut ws = Client::connect_gateway(&gw).await;
+    assert!(ws.call("state.get", None).await["result"]["sequence"].is_u64());
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::json;
 use sidepanel::hub::update::HISTORY;
 use sidepanel::hub::HubEvent;
-use sidepanel::ws::{WsConfig, WsServer};
+use sidepanel::ws::WsConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use ws_common::*;
 
@@ -223,22 +223,4 @@ async fn shutdown_closes_clients_with_going_away() {
     let (code, reason) = c.close_frame().await;
     assert_eq!(code, CloseCode::Away);
     assert!(reason.contains("shutting down"), "{reason}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_task_serves_on_its_pre_bound_listener() {
-    use sidepanel::services::Task;
-    let env = start(WsConfig::default()).await;
-    let server = Arc::new(WsServer::new(env.hub.clone(), WsConfig::default()));
-    let task = Arc::new(
-        sidepanel::ws::WsTask::bind(server, "127.0.0.1:0".parse().unwrap()).expect("bind"),
-    );
-    assert_eq!(task.name(), "ws");
-    let addr = task.local_addr();
-    let (stop, watch) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn(task.clone().run(watch));
-    let mut c = Client::connect_to(addr).await;
-    assert!(c.call("state.get", None).await["result"].is_object());
-    stop.send_replace(true);
-    assert_eq!(run.await.unwrap(), Ok(()));
 }

@@ -21,6 +21,8 @@ mod targets;
 mod ws;
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
@@ -230,6 +232,19 @@ fn highest_passed(levels: &[StreamLevel]) -> usize {
         .map_or(0, |l| l.concurrency)
 }
 
+/// The dashboard: a WebSocket client connected for the whole run (sidepanel only), so every
+/// update is broadcast as it is in use.
+async fn attach_dashboard(t: &Running) -> Option<(tokio::task::JoinHandle<()>, Arc<AtomicU64>)> {
+    let tok = t.ws_token.as_ref().filter(|_| t.kind == Kind::Sidepanel)?;
+    match ws::connect(t.ep.addr, tok).await {
+        Ok(w) => Some(ws::dashboard(w)),
+        Err(e) => {
+            eprintln!("    dashboard client: {e}");
+            None
+        }
+    }
+}
+
 async fn measure_target(plan: &Plan, t: &mut Running, direct: &http::Endpoint) -> Value {
     let kind = t.kind;
     let pid = t.proc.as_ref().map(procs::Proc::pid);
@@ -241,17 +256,7 @@ async fn measure_target(plan: &Plan, t: &mut Running, direct: &http::Endpoint) -
     let dsbody = direct.body(true, 8);
     let long = t.ep.body(true, 64);
 
-    // The dashboard: a WebSocket client connected for the whole run (sidepanel only).
-    let dash = match (&t.ws_token, kind) {
-        (Some(tok), Kind::Sidepanel) => match ws::connect(t.ep.addr, tok).await {
-            Ok(w) => Some(ws::dashboard(w)),
-            Err(e) => {
-                eprintln!("    dashboard client: {e}");
-                None
-            }
-        },
-        _ => None,
-    };
+    let dash = attach_dashboard(t).await;
 
     eprintln!("    warm-up");
     let _ = closed(&t.ep, &body, 4, Duration::from_secs(1)).await;
@@ -612,7 +617,11 @@ fn main() {
                             t.proc.as_ref().map_or(0, procs::Proc::pid),
                             t.ep.addr
                         );
+                        let dash = rt.block_on(attach_dashboard(&t));
                         let c = rt.block_on(closed(&t.ep, &t.ep.body(false, 16), conns, secs));
+                        if let Some((task, _)) = dash {
+                            task.abort();
+                        }
                         eprintln!(
                             "    {:.0} req/s p50 {:.3} ms p99 {:.3} ms cpu {:.1} s",
                             c.rps,

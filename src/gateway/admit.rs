@@ -90,9 +90,6 @@ pub fn plan_retry(
     headers: Option<&VeniceHeaders>,
 ) -> bool {
     let config = admission.config();
-    if ctx.ws {
-        return false;
-    }
     let replayable = !session.as_downstream().retry_buffer_truncated();
     if !config.enabled || !replayable || ctx.attempts >= config.max_attempts {
         return false;

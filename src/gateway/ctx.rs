@@ -71,8 +71,6 @@ pub struct RequestCtx {
     pub refusal: Option<Refusal>,
     /// Admission has been decided (it happens once, before the first attempt).
     pub admitted: bool,
-    /// A WebSocket upgrade relayed to the internal WebSocket server.
-    pub ws: bool,
     /// Timings for the metrics (see [`RequestCtx::overhead`]): gateway time before the first
     /// upstream attempt, admission wait excluded; when the upstream body ended; time spent
     /// scanning chunks; when the first streamed event arrived. All since `started`.
@@ -109,7 +107,6 @@ impl RequestCtx {
             deadline: tokio::time::Instant::now(),
             refusal: None,
             admitted: false,
-            ws: false,
             pre_upstream: None,
             upstream_done: None,
             scan_time: Duration::ZERO,

@@ -4,6 +4,7 @@
 //! - [`admit`]: peeking the model, waiting for admission, planning retries;
 //! - [`refuse`]: the gateway's own refusals and error answers;
 //! - [`routes`]: local routes (`/healthz`, `/metrics`, `/api/sidepanel/state`);
+//! - [`upgrade`]: `/ws`: the WebSocket handshake, the connection handed to [`crate::ws`];
 //! - [`upstream`]: DNS cache, peer (TLS), path/host/key rewrite;
 //! - [`rewrite`]: reading and amending chat request bodies;
 //! - [`headers`], [`usage`], [`sse`]: reading Venice's headers and bodies;
@@ -19,6 +20,7 @@ pub mod refuse;
 pub mod rewrite;
 pub mod routes;
 pub mod sse;
+pub mod upgrade;
 pub mod upstream;
 pub mod usage;
 

@@ -8,7 +8,6 @@
 //! usage as it passes; `fail_to_proxy` writes the gateway's own error ([`super::refuse`]);
 //! `logging` hands one record to the hub. Nothing here blocks or waits on the hub.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -26,9 +25,10 @@ use crate::gateway::ctx::RequestCtx;
 use crate::gateway::headers::VeniceHeaders;
 use crate::gateway::routes::{self, is_chat, is_proxied};
 use crate::gateway::upstream::Upstream;
-use crate::gateway::{admit, refuse};
+use crate::gateway::{admit, refuse, upgrade};
 use crate::hub::{HubEvent, HubHandle};
 use crate::metrics::Metrics;
+use crate::ws::WsServer;
 
 /// The gateway service.
 pub struct Gateway {
@@ -37,8 +37,8 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     limits: LimitsConfig,
     admission: Arc<Admission>,
-    /// The internal WebSocket listener `/ws` is proxied to.
-    ws_addr: SocketAddr,
+    /// The WebSocket server `/ws` connections are handed to once upgraded.
+    ws: Arc<WsServer>,
     /// OpenCode plugin events (`/events`).
     ingest: Arc<crate::ingest::Ingest>,
 }
@@ -50,7 +50,7 @@ impl Gateway {
         metrics: Arc<Metrics>,
         limits: LimitsConfig,
         admission: Arc<Admission>,
-        ws_addr: SocketAddr,
+        ws: Arc<WsServer>,
         ingest: Arc<crate::ingest::Ingest>,
     ) -> Self {
         Self {
@@ -60,7 +60,7 @@ impl Gateway {
             metrics,
             limits,
             admission,
-            ws_addr,
+            ws,
         }
     }
 }
@@ -89,9 +89,9 @@ impl ProxyHttp for Gateway {
         }
         let path = req.uri.path().to_owned();
         if path == WS_PATH {
-            // Relayed as is to the WebSocket server, which checks Origin, Host and token.
-            ctx.ws = true;
-            return Ok(false);
+            // The WebSocket server checks Origin, Host and token, then takes the connection.
+            upgrade::websocket(session, &self.ws).await?;
+            return Ok(true);
         }
         if path == crate::ingest::EVENTS_PATH {
             crate::ingest::handle(session, &self.ingest).await?;
@@ -151,12 +151,6 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        if ctx.ws {
-            let mut peer = HttpPeer::new(self.ws_addr, false, String::new());
-            // A WebSocket may stay quiet for long; the server pings and closes dead clients.
-            peer.options.read_timeout = None;
-            return Ok(Box::new(peer));
-        }
         ctx.attempts += 1;
         ctx.mark_upstream_start();
         if let Some(wait) = ctx.retry_delay.take() {
@@ -229,9 +223,6 @@ impl ProxyHttp for Gateway {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if ctx.ws {
-            return Ok(());
-        }
         self.upstream.rewrite_request(req)?;
         if ctx.hold_body {
             // The body may change length once amended. Prepared already (it came whole): its
@@ -298,9 +289,6 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if ctx.ws {
-            return Ok(());
-        }
         ctx.ttfb = Some(ctx.started.elapsed());
         let status = resp.status.as_u16();
         ctx.status = Some(status);

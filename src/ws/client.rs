@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, Notify};
@@ -107,12 +107,14 @@ struct Conn<'a> {
 }
 
 /// Serves one upgraded connection until it closes or the server shuts down.
-pub(super) async fn run(
+pub(super) async fn run<S>(
     server: Arc<WsServer>,
-    ws: WebSocketStream<TcpStream>,
-    peer: SocketAddr,
+    ws: WebSocketStream<S>,
+    peer: Option<SocketAddr>,
     mut shutdown: ShutdownWatch,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     // Subscribe before anything else, so no update published from now on can be missed.
     let mut updates = server.hub.subscribe();
     let (sink, mut stream) = ws.split();
@@ -179,7 +181,7 @@ pub(super) async fn run(
     {
         writer.abort();
     }
-    tracing::debug!(%peer, "WebSocket client disconnected");
+    tracing::debug!(?peer, "WebSocket client disconnected");
 }
 
 fn frame(code: CloseCode, reason: &str) -> CloseFrame {
@@ -337,10 +339,14 @@ impl Conn<'_> {
     }
 }
 
-type Sink = SplitSink<WebSocketStream<TcpStream>, Message>;
-
 /// Writes queued messages, flushing when the queue is empty; gives up on a stuck client.
-async fn write_loop(mut sink: Sink, mut rx: mpsc::Receiver<Message>, drained: Arc<Notify>) {
+async fn write_loop<S>(
+    mut sink: SplitSink<WebSocketStream<S>, Message>,
+    mut rx: mpsc::Receiver<Message>,
+    drained: Arc<Notify>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     while let Some(msg) = rx.recv().await {
         let closing = matches!(msg, Message::Close(_));
         let step = async {

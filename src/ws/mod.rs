@@ -1,30 +1,30 @@
-//! The browser-facing WebSocket API: JSON-RPC 2.0 over tokio-tungstenite on an internal loopback
-//! listener that the gateway proxies `/ws` to.
+//! The browser-facing WebSocket API: JSON-RPC 2.0 over tokio-tungstenite.
 //!
-//! Owns the public surface: [`WsConfig`], [`WsServer`] (serve on a bound listener until
-//! shutdown) and [`WsTask`] (the same as a supervised background task). The pieces:
-//! [`rpc`] (the JSON-RPC codec), [`methods`] (dispatch and parameter validation), `client`
-//! (one connection: reader, bounded send queue, writer) and `server` (accept loop and the
-//! handshake's Host/Origin/token checks). The protocol is described in `docs/ARCHITECTURE.md`
-//! ("WebSocket").
+//! Owns the public surface: [`WsConfig`] and [`WsServer`], which takes over connections the
+//! gateway upgraded on its public port ([`WsServer::accept`], closed with 1001 by
+//! [`WsServer::close_all`] before the gateway stops) or serves a listener of its own
+//! ([`WsServer::serve`]). The pieces: [`rpc`] (the JSON-RPC codec), [`methods`]
+//! (dispatch and parameter validation), `client` (one connection: reader, bounded send queue,
+//! writer), `upgrade` (the handshake decision both paths share: Host/Origin/token checks, a
+//! connection slot) and `server` (the listener's accept loop). The protocol is described in
+//! `docs/ARCHITECTURE.md` ("WebSocket").
 
 mod client;
 pub mod methods;
 mod params;
 pub mod rpc;
 mod server;
+mod upgrade;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
+use tokio::sync::{watch, Semaphore};
 
 use crate::access::HostPolicy;
 use crate::hub::HubHandle;
-use crate::services::Task;
 use methods::Methods;
-pub use server::MAX_CLIENTS;
+pub use upgrade::{Accepted, Refusal, MAX_CLIENTS};
 
 /// Lean commands the WebSocket API forwards (`lean.check`, `lean.restart`). Calls are sync and
 /// run off the async threads; an `Err` reaches the client as error -32002 with its text.
@@ -66,22 +66,16 @@ impl Default for WsConfig {
     }
 }
 
-/// Why the WebSocket server could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum WsError {
-    #[error("cannot listen for WebSocket clients on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-}
-
 /// The WebSocket JSON-RPC server.
 pub struct WsServer {
     hub: HubHandle,
     config: WsConfig,
     methods: Methods,
     updates: client::EncodedUpdates,
+    /// One permit per connection served ([`MAX_CLIENTS`]).
+    slots: Arc<Semaphore>,
+    /// Set at shutdown: every connection taken over by [`WsServer::accept`] closes with 1001.
+    closing: watch::Sender<bool>,
 }
 
 impl WsServer {
@@ -96,6 +90,8 @@ impl WsServer {
             hub,
             config,
             updates: client::EncodedUpdates::default(),
+            slots: Arc::new(Semaphore::new(MAX_CLIENTS)),
+            closing: watch::Sender::new(false),
         }
     }
 
@@ -130,56 +126,5 @@ impl WsServer {
 
     pub fn config(&self) -> &WsConfig {
         &self.config
-    }
-}
-
-/// [`WsServer`] as a supervised background task (`"ws"`), on a listener bound before the
-/// pingora server starts so the gateway knows where to proxy `/ws`.
-pub struct WsTask {
-    server: Arc<WsServer>,
-    listener: parking_lot::Mutex<Option<std::net::TcpListener>>,
-    addr: SocketAddr,
-}
-
-impl WsTask {
-    /// Binds `addr` (use `127.0.0.1:0` for a free loopback port).
-    pub fn bind(server: Arc<WsServer>, addr: SocketAddr) -> Result<Self, WsError> {
-        let bind = || -> std::io::Result<(std::net::TcpListener, SocketAddr)> {
-            let l = std::net::TcpListener::bind(addr)?;
-            l.set_nonblocking(true)?;
-            let local = l.local_addr()?;
-            Ok((l, local))
-        };
-        let (listener, local) = bind().map_err(|source| WsError::Bind { addr, source })?;
-        Ok(Self {
-            server,
-            listener: parking_lot::Mutex::new(Some(listener)),
-            addr: local,
-        })
-    }
-
-    /// The address the listener is bound to: the gateway's upstream for `/ws`.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-#[async_trait]
-impl Task for WsTask {
-    fn name(&self) -> &'static str {
-        "ws"
-    }
-
-    async fn run(self: Arc<Self>, shutdown: ShutdownWatch) -> Result<(), String> {
-        // After a restart the listener is rebound on the same address.
-        let bound = self.listener.lock().take();
-        let listener = match bound {
-            Some(l) => tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?,
-            None => tokio::net::TcpListener::bind(self.addr)
-                .await
-                .map_err(|e| format!("cannot rebind {}: {e}", self.addr))?,
-        };
-        self.server.clone().serve(listener, shutdown).await;
-        Ok(())
     }
 }
