@@ -49,7 +49,8 @@ struct Plan {
     prop_n: usize,
     max_conns: usize,
     only: Vec<Kind>,
-    /// `--hold SECS CONNS`: only load each target (closed loop) for profiling, no figures.
+    /// `--hold SECS CONNS`: only load each target (closed loop; sidepanel with its dashboard client
+    /// connected, as in a full run) for profiling, no figures.
     hold: Option<(Duration, usize)>,
 }
 

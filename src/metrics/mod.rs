@@ -172,7 +172,7 @@ impl Metrics {
     }
 
     /// WebSocket: an upgrade was refused (`too_many_clients`, `forbidden`, `unauthorized`,
-    /// `not_found`).
+    /// `not_found`, `other`).
     pub fn ws_refused(&self, reason: &str) {
         self.health.ws_refused(reason);
     }
