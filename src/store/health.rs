@@ -176,10 +176,6 @@ impl Health {
         h.failing = Some((e.to_string(), since));
     }
 
-    pub fn is_failing(&self) -> bool {
-        self.0.lock().failing.is_some()
-    }
-
     /// The status as of `now`; `running` says whether the writer thread runs.
     pub fn status(&self, running: bool, now: SystemTime) -> StoreStatus {
         let h = self.0.lock();

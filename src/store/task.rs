@@ -3,9 +3,10 @@
 //! One dedicated OS thread (`sidepanel-store`) owns the [`Writer`]; it runs a small
 //! current-thread tokio runtime only to wait on its inputs: the hub's sink (updates), commands
 //! from [`super::StoreHandle`], the flush deadline and the retention timer. Updates are
-//! batched: the first one of a batch starts the `flush_interval` clock, and the batch commits
-//! when it runs out or [`MAX_BATCH`] updates are waiting, in one transaction (a backlog commits
-//! in transactions of at most [`MAX_BATCH`]). A failed commit (disk full, read-only, I/O error,
+//! batched: the first one of a batch starts the `flush_interval` clock; later ones wait in the
+//! channel without waking the thread (one wake per batch, not per update: the hub's sends
+//! then cost no futex wake), and when the clock runs out the batch commits (transactions of at
+//! most [`MAX_BATCH`]). A failed commit (disk full, read-only, I/O error,
 //! a lock held too long) keeps the updates in memory and retries with backoff (1 s doubling to
 //! 5 s) — and only then, however many updates arrive meanwhile; nothing is dropped. After each
 //! commit the `committed` watch moves to the last stored sequence, and the metrics (when given)
@@ -216,6 +217,7 @@ async fn writer_loop(parts: &mut Parts) {
             cmd = parts.commands.recv() => match cmd {
                 Some(Command::Stop) | None => break,
                 Some(Command::Snapshot { reason, reply }) => {
+                    take_queued(parts, &mut pending);
                     let r = match try_flush(parts, &mut pending) {
                         Ok(()) => parts.writer.snapshot(reason),
                         Err(e) => Err(StoreError::Unwritten(e)),
@@ -223,6 +225,7 @@ async fn writer_loop(parts: &mut Parts) {
                     let _ = reply.send(r);
                 }
                 Some(Command::Retain { reply }) => {
+                    take_queued(parts, &mut pending);
                     flush(parts, &mut pending, &mut retry, &mut deadline);
                     let _ = reply.send(parts.writer.retain(parts.retention, SystemTime::now()));
                 }
@@ -234,24 +237,13 @@ async fn writer_loop(parts: &mut Parts) {
                     let _ = reply.send(health::simulate(&w.conn, &w.path, fault));
                 }
             },
-            u = parts.updates.recv(), if updates_open => match u {
+            // Only while no batch is open: arrivals during the clock (or while a failed commit
+            // waits for its retry) stay queued until the deadline takes them all.
+            u = parts.updates.recv(), if updates_open && deadline.is_none() => match u {
                 Some(u) => {
                     pending.push(u);
-                    while pending.len() < MAX_BATCH {
-                        match parts.updates.try_recv() {
-                            Ok(u) => pending.push(u),
-                            Err(_) => break,
-                        }
-                    }
-                    parts.health.holding(&pending);
-                    // While a failed commit waits for its retry, arrivals only join the backlog:
-                    // retrying at each one would spin on a full disk.
-                    let retrying = parts.health.is_failing();
-                    if pending.len() >= MAX_BATCH && !retrying {
-                        flush(parts, &mut pending, &mut retry, &mut deadline);
-                    } else if deadline.is_none() {
-                        deadline = Some(Instant::now() + parts.flush_interval);
-                    }
+                    take_queued(parts, &mut pending);
+                    deadline = Some(Instant::now() + parts.flush_interval);
                 }
                 // The hub closed its sink after its final drain: everything is here.
                 None => {
@@ -260,9 +252,11 @@ async fn writer_loop(parts: &mut Parts) {
                 }
             },
             () = sleep_until(deadline), if deadline.is_some() => {
+                take_queued(parts, &mut pending);
                 flush(parts, &mut pending, &mut retry, &mut deadline);
             }
             _ = retention.tick() => {
+                take_queued(parts, &mut pending);
                 flush(parts, &mut pending, &mut retry, &mut deadline);
                 if let Err(e) = parts.writer.retain(parts.retention, SystemTime::now()) {
                     tracing::error!(error = %e, "session store retention failed");
@@ -294,6 +288,14 @@ async fn writer_loop(parts: &mut Parts) {
             "session store stopped with updates it could not write"
         );
     }
+}
+
+/// Moves every queued update into `pending` and tells the health what is held.
+fn take_queued(parts: &mut Parts, pending: &mut Vec<Stored>) {
+    while let Ok(u) = parts.updates.try_recv() {
+        pending.push(u);
+    }
+    parts.health.holding(pending);
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
