@@ -17,6 +17,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 use tokio_tungstenite::tungstenite::handshake::server::Request;
+use tokio_tungstenite::tungstenite::http::StatusCode;
 
 use crate::gateway::routes;
 use crate::ws::{Refusal, WsServer};
@@ -26,7 +27,7 @@ use crate::ws::{Refusal, WsServer};
 pub async fn websocket(session: &mut Session, ws: &Arc<WsServer>) -> Result<()> {
     if session.as_downstream().as_http1().is_none() {
         let msg = "WebSocket upgrades are served over HTTP/1.1 only";
-        return routes::write(session, 400, "text/plain; charset=utf-8", text(msg)).await;
+        return refuse(session, &Refusal::new(StatusCode::BAD_REQUEST, msg)).await;
     }
     let req = Request::from_parts(session.req_header().as_owned_parts(), ());
     let accepted = match ws.accept(&req) {
@@ -44,15 +45,12 @@ pub async fn websocket(session: &mut Session, ws: &Arc<WsServer>) -> Result<()> 
     Ok(())
 }
 
-/// A refusal as plain text with its status (the WebSocket server counted and logged it).
+/// A refusal as plain text with its status (those of `WsServer::accept` are counted and
+/// logged there).
 async fn refuse(session: &mut Session, refusal: &Refusal) -> Result<()> {
     let body = Bytes::from(refusal.body());
     let status = refusal.status.as_u16();
     routes::write(session, status, "text/plain; charset=utf-8", body).await
-}
-
-fn text(msg: &str) -> Bytes {
-    Bytes::from(format!("sidepanel: {msg}\n"))
 }
 
 /// Takes the client's stream out of `session`, which gets a stand-in: the same request head
