@@ -38,6 +38,8 @@ static LAST_FULL_WARN: AtomicU64 = AtomicU64::new(0);
 pub const PROTOCOL_PREFIX: &str = "sidepanel.";
 /// Longest wait at shutdown for taken-over connections to send their close frame and end.
 pub const DRAIN: Duration = Duration::from_secs(2);
+/// Read buffer of each connection (see [`WsServer::socket_config`]).
+const READ_BUFFER: usize = 4096;
 
 /// Why an upgrade was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -151,9 +153,15 @@ impl WsServer {
     }
 
     /// The frame and message limits of every connection.
+    ///
+    /// The read buffer is small: tungstenite zero-fills its free read capacity before every
+    /// read, and the client loop polls the read half each time it forwards an update, so the
+    /// default 128 KiB cost a 128 KiB `memset` per update. Dashboard clients send a few small
+    /// JSON-RPC calls; larger messages still arrive, in more reads.
     pub(super) fn socket_config(&self) -> WebSocketConfig {
         let n = self.config.max_message_bytes;
         WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
             .max_message_size(Some(n))
             .max_frame_size(Some(n))
     }
