@@ -11,6 +11,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::admission::retry::RetryReason;
 use crate::admission::Refusal;
+use crate::gateway::headers::VeniceHeaders;
 use crate::gateway::record::{millis, CostSource, Outcome, RequestRecord};
 use crate::gateway::rewrite::prepare_chat_body;
 use crate::gateway::sse::SseScanner;
@@ -78,6 +79,9 @@ pub struct RequestCtx {
     pub upstream_done: Option<Duration>,
     pub scan_time: Duration,
     pub first_event: Option<Duration>,
+    /// Response headers held back to reach the hub with the finished request (a JSON
+    /// response ends right after its headers; see [`crate::hub::HubEvent::Completed`]), and when they came.
+    pub held_headers: Option<(Box<VeniceHeaders>, SystemTime)>,
 }
 
 impl RequestCtx {
@@ -111,6 +115,7 @@ impl RequestCtx {
             upstream_done: None,
             scan_time: Duration::ZERO,
             first_event: None,
+            held_headers: None,
         }
     }
 
@@ -147,6 +152,12 @@ impl RequestCtx {
         } else {
             BodyScan::None
         };
+    }
+
+    /// Whether the response being scanned is a JSON body (it ends right after its headers,
+    /// unlike an event stream).
+    pub fn scans_json(&self) -> bool {
+        matches!(self.scan, BodyScan::Json(_))
     }
 
     /// An upstream attempt starts: the first one ends the gateway's time before upstream.

@@ -301,22 +301,28 @@ impl ProxyHttp for Gateway {
         let retry = RetryReason::for_status(status).is_some_and(|reason| {
             admit::plan_retry(&self.admission, session, ctx, reason, Some(&headers))
         });
-        self.hub.send(HubEvent::Headers {
-            model: ctx.request_model.clone(),
-            headers: Box::new(headers),
-            at: now,
-        });
+        let ct = resp
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        ctx.start_scan(ct);
+        if retry || !ctx.scans_json() {
+            // A retried attempt's or a stream's headers are news now.
+            self.hub.send(HubEvent::Headers {
+                model: ctx.request_model.clone(),
+                headers: Box::new(headers),
+                at: now,
+            });
+        } else {
+            // A JSON body follows at once: the headers travel with the finished request.
+            ctx.held_headers = Some((Box::new(headers), now));
+        }
         if retry {
             let mut e = Error::explain(ErrorType::HTTPStatus(status), "upstream asked to retry");
             e.set_retry(true);
             return Err(e);
         }
         resp.insert_header(ATTEMPTS_HEADER, ctx.attempts)?;
-        let ct = resp
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
-        ctx.start_scan(ct);
         Ok(())
     }
 
@@ -369,7 +375,16 @@ impl ProxyHttp for Gateway {
             latency_ms = record.latency_ms as u64,
             "proxied"
         );
-        self.hub.send(HubEvent::Request(Box::new(record)));
+        let record = Box::new(record);
+        self.hub.send(match ctx.held_headers.take() {
+            Some((headers, at)) => HubEvent::Completed {
+                model: ctx.request_model.clone(),
+                headers,
+                at,
+                record,
+            },
+            None => HubEvent::Request(record),
+        });
     }
 }
 

@@ -45,6 +45,15 @@ pub enum HubEvent {
     },
     /// A finished request.
     Request(Box<RequestRecord>),
+    /// A finished request with its response headers, held back to travel with it: a JSON
+    /// response ends right after its headers, so one send (and one hub wake-up) carries both.
+    /// Applied as `Headers` followed by `Request`.
+    Completed {
+        model: Option<String>,
+        headers: Box<VeniceHeaders>,
+        at: SystemTime,
+        record: Box<RequestRecord>,
+    },
     /// New proof state of one Lean file (the payload is owned by the Lean component).
     Proof {
         file: String,
@@ -302,6 +311,15 @@ impl Hub {
             HubEvent::Headers { model, headers, at } => {
                 self.offer_headers(HeaderEvent { model, headers, at });
                 return;
+            }
+            HubEvent::Completed {
+                model,
+                headers,
+                at,
+                record,
+            } => {
+                self.offer_headers(HeaderEvent { model, headers, at });
+                return self.apply_event(HubEvent::Request(record));
             }
             HubEvent::Request(mut record) => {
                 self.fill_cost(&mut record);

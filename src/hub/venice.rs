@@ -180,4 +180,30 @@ mod tests {
         hub.flush_coalesced();
         assert!(drain(&mut rx).is_empty(), "nothing left to publish");
     }
+
+    #[test]
+    fn a_finished_request_with_its_held_headers_publishes_them_before_its_usage() {
+        let (hub, handle) = hub();
+        let mut rx = handle.subscribe();
+        let HubEvent::Headers { model, headers, at } = headers(7.0, 42) else {
+            unreachable!("headers() builds a Headers event")
+        };
+        let mut ctx = crate::gateway::ctx::RequestCtx::new();
+        ctx.method = "POST".into();
+        ctx.path = "/chat/completions".into();
+        ctx.status = Some(200);
+        ctx.request_model = model.clone();
+        let record = Box::new(ctx.finish(None));
+        hub.apply(HubEvent::Completed {
+            model,
+            headers,
+            at,
+            record,
+        });
+        let kinds: Vec<String> = drain(&mut rx).into_iter().map(|(k, _)| k).collect();
+        // `health`: the first answered request also marks the upstream up.
+        assert_eq!(kinds, ["balance", "rate_limit", "usage", "health"]);
+        assert_eq!(handle.with_state(|s| s.balance.diem), Some(7.0));
+        assert_eq!(handle.with_state(|s| s.totals.requests), 1);
+    }
 }
