@@ -1,9 +1,8 @@
 //! The state hub: the one owner of the aggregate [`State`].
 //!
 //! Producers (proxy, ingest, Lean, the OpenCode link, the store's health) hand [`HubEvent`]s over
-//! a bounded channel with `try_send`, so they never wait on the hub. The hub task ([`run`])
-//! applies the first event after a quiet spell at once and those that follow in batches, at
-//! most one wake-up per [`GATHER`]. It applies each event to the state, fills in computed costs, updates the metrics, and logs each malformed
+//! a bounded channel with `try_send`, so they never wait on the hub. The hub task applies each
+//! event to the state, fills in computed costs, updates the metrics, and logs each malformed
 //! upstream header once. Venice's header events (balance, rate limits) are applied at most every
 //! 100 ms, in batches ([`coalesce`]). Readers (local routes) take a short read lock on the shared
 //! state; no lock is ever held across an `.await`.
@@ -12,14 +11,13 @@ mod alerts;
 pub mod coalesce;
 mod day;
 mod payload;
-mod run;
 pub mod state;
 pub mod update;
 mod venice;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use parking_lot::RwLock;
 use serde_json::json;
@@ -31,7 +29,6 @@ use crate::metrics::Metrics;
 use crate::pricing::PriceTable;
 use crate::util::{epoch_ms, from_epoch_ms};
 use coalesce::Coalescer;
-pub use run::GATHER;
 pub use state::State;
 use update::UpdateLog;
 pub use update::{Payload, Since, Sink, StateUpdate, Stored, UpdateSource, UpdateType};
@@ -262,6 +259,35 @@ impl Hub {
     /// Set it before the hub runs so no update is missed.
     pub fn set_sink(&self, sink: Sink) {
         self.shared.write().log.set_sink(sink);
+    }
+
+    /// Applies events until every producer is gone or `shutdown` flips to true. On the way out
+    /// the sink is closed, so the store knows it has received every update.
+    pub async fn run(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut rx = self.rx.lock().await;
+        loop {
+            let due = self.coalesce.lock().due();
+            let window_end = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into());
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Some(ev) => self.apply(ev),
+                    None => break,
+                },
+                _ = window_end, if due.is_some() => self.flush_coalesced(),
+                _ = shutdown.changed() => {
+                    // Drain what is already queued, then stop.
+                    while let Ok(ev) = rx.try_recv() {
+                        self.apply(ev);
+                    }
+                    break;
+                }
+            }
+        }
+        self.flush_coalesced();
+        let mut shared = self.shared.write();
+        let Shared { state, log } = &mut *shared;
+        log.checkpoint(state, true);
+        log.close_sink();
     }
 
     /// Applies one event and publishes the updates it causes (public for tests and benches).
