@@ -79,8 +79,9 @@ pub struct RequestCtx {
     pub upstream_done: Option<Duration>,
     pub scan_time: Duration,
     pub first_event: Option<Duration>,
-    /// Response headers held back to reach the hub with the finished request (a JSON
-    /// response ends right after its headers; see [`crate::hub::HubEvent::Completed`]), and when they came.
+    /// Response headers held back to reach the hub with the finished request, and when they
+    /// came (a JSON response ends right after its headers; see
+    /// [`crate::hub::HubEvent::Completed`]).
     pub held_headers: Option<(Box<VeniceHeaders>, SystemTime)>,
 }
 

@@ -63,6 +63,15 @@ impl Gateway {
             ws,
         }
     }
+
+    /// Sends a response's headers to the hub now.
+    fn send_headers(&self, ctx: &RequestCtx, headers: Box<VeniceHeaders>, at: SystemTime) {
+        self.hub.send(HubEvent::Headers {
+            model: ctx.request_model.clone(),
+            headers,
+            at,
+        });
+    }
 }
 
 #[async_trait]
@@ -301,26 +310,28 @@ impl ProxyHttp for Gateway {
         let retry = RetryReason::for_status(status).is_some_and(|reason| {
             admit::plan_retry(&self.admission, session, ctx, reason, Some(&headers))
         });
+        let headers = Box::new(headers);
+        if retry {
+            // This attempt's body is dropped: its headers are news now.
+            self.send_headers(ctx, headers, now);
+            let mut e = Error::explain(ErrorType::HTTPStatus(status), "upstream asked to retry");
+            e.set_retry(true);
+            return Err(e);
+        }
         let ct = resp
             .headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
         ctx.start_scan(ct);
-        if retry || !ctx.scans_json() {
-            // A retried attempt's or a stream's headers are news now.
-            self.hub.send(HubEvent::Headers {
-                model: ctx.request_model.clone(),
-                headers: Box::new(headers),
-                at: now,
-            });
+        if ctx.scans_json() {
+            // A JSON body follows at once: the headers travel with the finished request
+            // (an earlier attempt's, if any, go now).
+            if let Some((earlier, at)) = ctx.held_headers.replace((headers, now)) {
+                self.send_headers(ctx, earlier, at);
+            }
         } else {
-            // A JSON body follows at once: the headers travel with the finished request.
-            ctx.held_headers = Some((Box::new(headers), now));
-        }
-        if retry {
-            let mut e = Error::explain(ErrorType::HTTPStatus(status), "upstream asked to retry");
-            e.set_retry(true);
-            return Err(e);
+            // A stream's headers are news now.
+            self.send_headers(ctx, headers, now);
         }
         resp.insert_header(ATTEMPTS_HEADER, ctx.attempts)?;
         Ok(())
