@@ -265,9 +265,7 @@ async fn writer_loop(parts: &mut Parts) {
         }
     }
     // Stop: take whatever is queued, commit (a few tries), snapshot.
-    while let Ok(u) = parts.updates.try_recv() {
-        pending.push(u);
-    }
+    take_queued(parts, &mut pending);
     for _ in 0..3 {
         if try_flush(parts, &mut pending).is_ok() {
             break;
